@@ -1,0 +1,5 @@
+"""``python -m cmcstream``."""
+
+from cmcstream.cli import main
+
+main()

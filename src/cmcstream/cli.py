@@ -1,0 +1,299 @@
+"""The ``cmcstream`` command: ``serve`` and ``keys``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from cmcstream.config import ServerConfig
+from cmcstream.protocol.billing import BillingModel
+from cmcstream.protocol.plans import DEFAULT_PLAN, PLANS
+from cmcstream.protocol.session import Counting
+from cmcstream.server.keystore import KeyRecord, KeyStatus, KeyStore, month_of
+from cmcstream.version import __version__
+
+__all__ = ["main"]
+
+_db_option = click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="CMCSTREAM_DB",
+    help="Key store (SQLite). Default: keys.db in the user's data directory.",
+)
+
+
+def _open_store(db: Path | None) -> KeyStore:
+    return KeyStore(db if db is not None else ServerConfig().resolved_db_path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cmcstream")
+def main() -> None:
+    """A self-hostable CoinMarketCap WebSocket API server, and its tools."""
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8765, show_default=True, help="TCP port (0 picks a free one).")
+@_db_option
+@click.option("--seed", default=0, show_default=True, help="Simulator seed (same seed, same data).")
+@click.option(
+    "--speed", default=1.0, show_default=True, help="Simulated seconds per wall-clock second."
+)
+@click.option(
+    "--universe-size", default=5000, show_default=True, help="Assets in the simulated market."
+)
+@click.option("--ping-interval-ms", default=10_000, show_default=True, help="Sent in welcome.")
+@click.option(
+    "--idle-timeout", default=60.0, show_default=True, help="Seconds before an idle close (1001)."
+)
+@click.option(
+    "--max-frame-bytes", default=65536, show_default=True, help="Longer requests get 2203."
+)
+@click.option(
+    "--counting",
+    type=click.Choice([c.value for c in Counting]),
+    default=Counting.PER_ITEM.value,
+    show_default=True,
+    help="What sub_count counts.",
+)
+@click.option(
+    "--billing",
+    type=click.Choice([b.value for b in BillingModel]),
+    default=BillingModel.PER_SUBSCRIPTION.value,
+    show_default=True,
+    help="Credit model.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+)
+def serve(
+    host: str,
+    port: int,
+    db: Path | None,
+    seed: int,
+    speed: float,
+    universe_size: int,
+    ping_interval_ms: int,
+    idle_timeout: float,
+    max_frame_bytes: int,
+    counting: str,
+    billing: str,
+    log_level: str,
+) -> None:
+    """Run the server: ws://HOST:PORT/v1, with GET /health on the same port."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = ServerConfig(
+            host=host,
+            port=port,
+            db_path=db,
+            seed=seed,
+            speed=speed,
+            universe_size=universe_size,
+            ping_interval_ms=ping_interval_ms,
+            idle_timeout_s=idle_timeout,
+            max_frame_bytes=max_frame_bytes,
+            transport_max_bytes=max(max_frame_bytes, 1024 * 1024),
+            counting=Counting(counting),
+            billing=BillingModel(billing),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    store = KeyStore(config.resolved_db_path)
+    try:
+        asyncio.run(_serve(config, store))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            click.echo(f"error: {host}:{port} is already in use (try --port)", err=True)
+            sys.exit(1)
+        raise
+    finally:
+        store.close()
+
+
+async def _serve(config: ServerConfig, store: KeyStore) -> None:
+    from cmcstream.server.node import Node  # the server's imports are only paid by `serve`
+
+    demo = _demo_key(store)
+    started = time.monotonic()
+    node = Node(config, store)
+    await node.start()
+    click.echo(f"cmcstream {__version__} listening on {node.url}")
+    click.echo(f"  health:   http://{config.host}:{node.port}/health")
+    click.echo(f"  key store: {store.path}")
+    if demo is not None:
+        click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
+    else:
+        click.echo(f"  {store.count()} keys in the store; see `cmcstream keys list`")
+    click.echo(
+        f"  market: {config.universe_size} assets, seed {config.seed}, speed {config.speed:g}x"
+        f" (ready in {time.monotonic() - started:.1f} s)"
+    )
+    click.echo("Press Ctrl-C to stop.")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await node.serve_until(stop)
+    click.echo("stopped.")
+
+
+def _demo_key(store: KeyStore) -> KeyRecord | None:
+    """Create the demo key in an empty store; otherwise find it if it is still usable."""
+    if store.count() == 0:
+        return store.create(plan=DEFAULT_PLAN, name="demo")
+    for record in store.list():
+        if record.name == "demo" and record.status is KeyStatus.ACTIVE:
+            return record
+    return None
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys and see their usage."""
+
+
+@keys.command("create")
+@click.option(
+    "--plan",
+    type=click.Choice(list(PLANS), case_sensitive=False),
+    default=DEFAULT_PLAN,
+    show_default=True,
+)
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in KeyStatus]),
+    default=KeyStatus.ACTIVE.value,
+    show_default=True,
+)
+@click.option("--credits", type=float, default=None, help="Monthly credits (default: the plan's).")
+@click.option("--name", default="", help="A label for humans.")
+@_db_option
+def keys_create(plan: str, status: str, credits: float | None, name: str, db: Path | None) -> None:
+    """Create a key and print it (only the key, for scripts)."""
+    store = _open_store(db)
+    try:
+        record = store.create(plan=plan, status=status, credits=credits, name=name)
+    finally:
+        store.close()
+    click.echo(record.key)
+
+
+@keys.command("list")
+@_db_option
+def keys_list(db: Path | None) -> None:
+    """List every key with this month's usage."""
+    store = _open_store(db)
+    try:
+        month = month_of(time.time_ns() // 1_000_000)
+        rows = [(r, store.usage(r.key, month)) for r in store.list()]
+    finally:
+        store.close()
+    if not rows:
+        click.echo("no keys")
+        return
+    click.echo(f"{'KEY':36}  {'NAME':12}  {'PLAN':12}  {'STATUS':8}  CREDITS ({month})  MESSAGES")
+    for record, usage in rows:
+        click.echo(
+            f"{record.key:36}  {record.name[:12]:12}  {record.plan:12}  {record.status.value:8}  "
+            f"{usage.credits:,.1f} / {record.monthly_credits:,.0f}  {usage.messages:,}"
+        )
+
+
+def _get(store: KeyStore, key: str) -> KeyRecord:
+    record = store.get(key)
+    if record is None:
+        store.close()
+        raise click.ClickException(f"no such key: {key}")
+    return record
+
+
+@keys.command("show")
+@click.argument("key")
+@_db_option
+def keys_show(key: str, db: Path | None) -> None:
+    """Show one key and its usage this month."""
+    store = _open_store(db)
+    try:
+        record = _get(store, key)
+        usage = store.usage(key, month_of(time.time_ns() // 1_000_000))
+    finally:
+        store.close()
+    plan = PLANS[record.plan]
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created_ms / 1000))
+    for label, value in (
+        ("key", record.key),
+        ("name", record.name),
+        ("plan", record.plan),
+        ("status", record.status.value),
+        ("created", created),
+        ("websocket", "yes" if plan.websocket else "no"),
+        ("connections", plan.connection_limit),
+        ("subscriptions", plan.subscription_limit),
+        ("credits", f"{usage.credits:,.3f} of {record.monthly_credits:,.0f} ({usage.month})"),
+        ("messages", f"{usage.messages:,}"),
+    ):
+        click.echo(f"{label + ':':15}{value}")
+
+
+def _set_status(key: str, db: Path | None, status: KeyStatus) -> None:
+    store = _open_store(db)
+    try:
+        if not store.set_status(key, status):
+            raise click.ClickException(f"no such key: {key}")
+    finally:
+        store.close()
+    click.echo(f"{key} {status.value}")
+
+
+@keys.command("disable")
+@click.argument("key")
+@_db_option
+def keys_disable(key: str, db: Path | None) -> None:
+    """Disable a key (connections get 4101; open ones are closed within seconds)."""
+    _set_status(key, db, KeyStatus.DISABLED)
+
+
+@keys.command("enable")
+@click.argument("key")
+@_db_option
+def keys_enable(key: str, db: Path | None) -> None:
+    """Make a key active again."""
+    _set_status(key, db, KeyStatus.ACTIVE)
+
+
+@keys.command("delete")
+@click.argument("key")
+@_db_option
+def keys_delete(key: str, db: Path | None) -> None:
+    """Delete a key and its usage."""
+    store = _open_store(db)
+    try:
+        if not store.delete(key):
+            raise click.ClickException(f"no such key: {key}")
+    finally:
+        store.close()
+    click.echo(f"{key} deleted")

@@ -1,0 +1,85 @@
+"""Server configuration: one frozen value object with documented defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from cmcstream.protocol.billing import BillingModel
+from cmcstream.protocol.session import Counting
+from cmcstream.server.writer import WriterPolicy
+
+__all__ = ["ServerConfig", "default_db_path"]
+
+
+def default_db_path() -> Path:
+    """Where the key store lives unless told otherwise: the user's data directory."""
+    return Path(platformdirs.user_data_dir("cmcstream", appauthor=False)) / "keys.db"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """Everything ``cmcstream serve`` can be told.
+
+    Attributes:
+        host: interface to listen on.
+        port: TCP port; 0 picks a free one.
+        db_path: the SQLite key store; ``None`` for :func:`default_db_path`.
+        seed: seed of the simulators; the same seed gives the same stream.
+        speed: simulated seconds per wall second (cadence, history and windows follow it).
+        universe_size: assets in the simulated market (real top coins, then a seeded tail).
+        fast_cadence_ms: push period for ranks up to ``fast_rank_max`` (simulated ms).
+        slow_cadence_ms: push period for every other asset (simulated ms).
+        fast_rank_max: the last rank on the fast cadence.
+        ping_interval_ms: ``ping_interval_ms`` announced in ``welcome``.
+        idle_timeout_s: close with 1001 after this long with neither a client
+            frame nor a push (wall seconds).
+        max_frame_bytes: requests longer than this get 2203.
+        transport_max_bytes: frames longer than this are refused by the
+            WebSocket layer with close 1009 before they are read whole.
+        counting: what ``sub_count`` counts.
+        billing: the credit model; ``credit_rate`` overrides its rate.
+        writer: slow-consumer limits.
+        close_timeout_s: how long a closing handshake may take before the TCP
+            connection is dropped.
+        shutdown_timeout_s: how long a graceful shutdown waits for connections.
+        usage_flush_s: how often usage is written to the key store.
+        key_recheck_s: how often open connections' keys are re-read, so a key
+            disabled or deleted while connected is closed.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    db_path: Path | None = None
+    seed: int = 0
+    speed: float = 1.0
+    universe_size: int = 5000
+    fast_cadence_ms: int = 5000
+    slow_cadence_ms: int = 15000
+    fast_rank_max: int = 500
+    ping_interval_ms: int = 10_000
+    idle_timeout_s: float = 60.0
+    max_frame_bytes: int = 64 * 1024
+    transport_max_bytes: int = 1024 * 1024
+    counting: Counting = Counting.PER_ITEM
+    billing: BillingModel = BillingModel.PER_SUBSCRIPTION
+    credit_rate: float | None = None
+    writer: WriterPolicy = field(default_factory=WriterPolicy)
+    close_timeout_s: float = 2.0
+    shutdown_timeout_s: float = 5.0
+    usage_flush_s: float = 1.0
+    key_recheck_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.speed <= 0:
+            raise ValueError("speed must be positive")
+        if self.slow_cadence_ms % self.fast_cadence_ms:
+            raise ValueError("slow_cadence_ms must be a multiple of fast_cadence_ms")
+        if self.transport_max_bytes < self.max_frame_bytes:
+            raise ValueError("transport_max_bytes must be at least max_frame_bytes")
+
+    @property
+    def resolved_db_path(self) -> Path:
+        return self.db_path if self.db_path is not None else default_db_path()

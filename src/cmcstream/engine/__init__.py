@@ -1,0 +1,1 @@
+"""Pure reducers: raw events in, channel updates out. No I/O, no wall clock."""

@@ -1,0 +1,1 @@
+"""The CoinMarketCap WebSocket protocol, with no I/O: messages, codes, channels, sessions."""

@@ -1,0 +1,241 @@
+"""The ten channels: their params, how params are normalized, and subscription identities.
+
+PROTOCOL.md §6 and §9. A subscribe request names a channel and params whose
+list-valued param (``crypto_ids``, ``address``, ``pool_address`` or
+``wallet_address``) may hold several items; it stands for one
+:class:`Subscription` per item. A subscription's ``topic`` is its canonical
+identity (channel plus one scalar per param, joined by ``|``), and its
+``params`` are what every push of it echoes.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from cmcstream.protocol.codec import RequestError
+from cmcstream.protocol.codes import ErrorCode
+from cmcstream.protocol.platforms import AddressKind, Platform, PlatformTable
+
+__all__ = [
+    "CHANNELS",
+    "KLINE_INTERVALS",
+    "UNIQUE_TRADER_INTERVALS",
+    "ChannelRegistry",
+    "ChannelSpec",
+    "ParamKind",
+    "ParamSpec",
+    "Subscription",
+    "make_topic",
+]
+
+KLINE_INTERVALS: Final = ("1s", "5s", "30s", "1m", "3m", "5m", "15m", "30m")
+# Q4: the documented eight plus the "up to 1d" the token page promises.
+UNIQUE_TRADER_INTERVALS: Final = (*KLINE_INTERVALS, "1h", "4h", "1d")
+
+
+class ParamKind(enum.Enum):
+    IDS = "ids"  # positive integers, list or scalar
+    PLATFORM = "platform"  # one integer platform id
+    ADDRESSES = "addresses"  # strings, list or scalar, validated by the platform's kind
+    INTERVAL = "interval"  # one string from an enum, case-sensitive
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    name: str
+    kind: ParamKind
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """One channel.
+
+    Attributes:
+        name: the wire name, e.g. ``onchain@kline``.
+        params: every param, all required, in the documented order (which is
+            also the identity order and the order 2401 reports the first
+            missing one in).
+        holders_only: limited to the platforms that support holder data (§8).
+    """
+
+    name: str
+    params: tuple[ParamSpec, ...]
+    holders_only: bool = False
+
+    @property
+    def onchain(self) -> bool:
+        return self.name.startswith("onchain@")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One subscription identity (§6.2)."""
+
+    topic: str
+    channel: str
+    params: Mapping[str, int | str] = field(hash=False, compare=False)
+
+
+def make_topic(channel: str, *values: int | str) -> str:
+    """The canonical topic of an identity: ``channel|value|value…``."""
+    return "|".join((channel, *map(str, values)))
+
+
+_PLATFORM = ParamSpec("platform_id", ParamKind.PLATFORM)
+_ADDRESS = ParamSpec("address", ParamKind.ADDRESSES)
+
+
+def _token_channel(name: str, *, holders_only: bool = False) -> ChannelSpec:
+    return ChannelSpec(name, (_PLATFORM, _ADDRESS), holders_only)
+
+
+CHANNELS: Final[tuple[ChannelSpec, ...]] = (
+    ChannelSpec("market@crypto_latest_price", (ParamSpec("crypto_ids", ParamKind.IDS),)),
+    _token_channel("onchain@token_agg_event"),
+    _token_channel("onchain@transaction"),
+    _token_channel("onchain@liquidity_event"),
+    ChannelSpec(
+        "onchain@kline",
+        (_PLATFORM, _ADDRESS, ParamSpec("interval", ParamKind.INTERVAL, KLINE_INTERVALS)),
+    ),
+    _token_channel("onchain@token_metric"),
+    ChannelSpec("onchain@pool_metric", (_PLATFORM, ParamSpec("pool_address", ParamKind.ADDRESSES))),
+    ChannelSpec(
+        "onchain@unique_trader",
+        (_PLATFORM, _ADDRESS, ParamSpec("interval", ParamKind.INTERVAL, UNIQUE_TRADER_INTERVALS)),
+    ),
+    _token_channel("onchain@holders_metrics", holders_only=True),
+    ChannelSpec(
+        "onchain@holder_wallet_update",
+        (_PLATFORM, ParamSpec("wallet_address", ParamKind.ADDRESSES)),
+        holders_only=True,
+    ),
+)
+
+_EVM = re.compile(r"0x[0-9a-fA-F]{40}")
+_BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+")
+_TOKEN = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def _invalid(detail: str) -> RequestError:
+    return RequestError(ErrorCode.INVALID_PARAM, detail)
+
+
+class ChannelRegistry:
+    """Channel lookup and params normalization (§6.1)."""
+
+    def __init__(
+        self,
+        channels: tuple[ChannelSpec, ...] = CHANNELS,
+        platforms: PlatformTable | None = None,
+    ) -> None:
+        self._channels = {spec.name: spec for spec in channels}
+        self.platforms = platforms if platforms is not None else PlatformTable()
+
+    def get(self, name: str) -> ChannelSpec | None:
+        return self._channels.get(name)
+
+    def __iter__(self) -> Iterator[ChannelSpec]:
+        return iter(self._channels.values())
+
+    def normalize(self, spec: ChannelSpec, params: Mapping[str, Any]) -> list[Subscription]:
+        """Turn request params into the subscriptions they stand for.
+
+        Lists and scalars are both accepted; list items are deduplicated and
+        ordered; EVM addresses are lower-cased; unknown keys are ignored (Q17).
+
+        Raises:
+            RequestError: 2401 for the first missing param in documented
+                order (a JSON ``null`` counts as missing), 2402 for a
+                malformed one.
+        """
+        for param in spec.params:
+            if params.get(param.name) is None:
+                raise RequestError(
+                    ErrorCode.MISSING_PARAM,
+                    f"Param '{param.name}' is required for channel '{spec.name}'.",
+                )
+        platform: Platform | None = None
+        values: list[list[int | str]] = []
+        for param in spec.params:
+            raw = params[param.name]
+            if param.kind is ParamKind.PLATFORM:
+                platform = self._platform(spec, raw)
+                values.append([platform.id])
+            elif param.kind is ParamKind.IDS:
+                values.append(list(self._ids(spec, param, raw)))
+            elif param.kind is ParamKind.ADDRESSES:
+                assert platform is not None  # platform_id precedes addresses in every spec
+                values.append(list(self._addresses(spec, param, raw, platform)))
+            else:
+                if not isinstance(raw, str) or raw not in param.choices:
+                    raise _invalid(
+                        f"Param '{param.name}' must be one of [{', '.join(param.choices)}] "
+                        f"for channel '{spec.name}'."
+                    )
+                values.append([raw])
+        names = [p.name for p in spec.params]
+        return [
+            Subscription(
+                make_topic(spec.name, *combo), spec.name, dict(zip(names, combo, strict=True))
+            )
+            for combo in itertools.product(*values)
+        ]
+
+    def _platform(self, spec: ChannelSpec, raw: Any) -> Platform:
+        if type(raw) is not int:  # bool is an int subclass; "14" and 14.0 are rejected too
+            raise _invalid(f"Param 'platform_id' must be an integer for channel '{spec.name}'.")
+        platform = self.platforms.get(raw)
+        if platform is None:
+            raise _invalid(f"Platform {raw} is not supported for channel '{spec.name}'.")
+        if spec.holders_only and not platform.holders:
+            raise _invalid(
+                f"Channel '{spec.name}' is not available on platform {raw} ({platform.name})."
+            )
+        return platform
+
+    @staticmethod
+    def _items(spec: ChannelSpec, param: ParamSpec, raw: Any) -> list[Any]:
+        items = raw if isinstance(raw, list) else [raw]
+        if not items:
+            raise _invalid(f"Param '{param.name}' must not be empty for channel '{spec.name}'.")
+        return items
+
+    def _ids(self, spec: ChannelSpec, param: ParamSpec, raw: Any) -> list[int]:
+        ids: set[int] = set()
+        for item in self._items(spec, param, raw):
+            if type(item) is not int or item <= 0:
+                raise _invalid(
+                    f"Param '{param.name}' must hold positive integers for channel '{spec.name}'."
+                )
+            ids.add(item)
+        return sorted(ids)
+
+    def _addresses(
+        self, spec: ChannelSpec, param: ParamSpec, raw: Any, platform: Platform
+    ) -> list[str]:
+        found: set[str] = set()
+        for item in self._items(spec, param, raw):
+            if not isinstance(item, str) or not _valid_address(item, platform.kind):
+                raise _invalid(
+                    f"Param '{param.name}' holds an invalid {platform.name} address "
+                    f"for channel '{spec.name}'."
+                )
+            found.add(item.lower() if platform.kind is AddressKind.EVM else item)
+        return sorted(found)
+
+
+def _valid_address(address: str, kind: AddressKind) -> bool:
+    if kind is AddressKind.EVM:
+        return _EVM.fullmatch(address) is not None
+    if kind is AddressKind.SOLANA:
+        return 32 <= len(address) <= 44 and _BASE58.fullmatch(address) is not None
+    if kind is AddressKind.TRON:
+        return len(address) == 34 and address[0] == "T" and _BASE58.fullmatch(address) is not None
+    return _TOKEN.fullmatch(address) is not None

@@ -1,0 +1,113 @@
+"""One client connection: read frames, ask the session, carry out the effects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from cmcstream.protocol import codec
+from cmcstream.protocol.codes import CLOSE_CODES, CloseCode, ErrorCode
+from cmcstream.protocol.messages import ServerMessage
+from cmcstream.protocol.session import Reply, Session, Subscribe, Unsubscribe, error_message
+from cmcstream.server.frames import text_frame
+from cmcstream.server.keystore import KeyRecord
+from cmcstream.server.writer import Outbox
+
+if TYPE_CHECKING:
+    from cmcstream.server.node import Node
+
+__all__ = ["Connection"]
+
+logger = logging.getLogger(__name__)
+
+
+class Connection:
+    """An admitted connection of one API key.
+
+    The recv loop is the connection's only task; pushes reach it through its
+    :class:`Outbox` without waking it.
+    """
+
+    def __init__(
+        self, node: Node, ws: ServerConnection, record: KeyRecord, session: Session
+    ) -> None:
+        self.node = node
+        self.ws = ws
+        self.record = record
+        self.session = session
+        self.outbox = Outbox(
+            ws.transport,
+            ws.protocol,
+            node.scheduler,
+            node.config.writer,
+            self._on_overflow,
+        )
+        self.last_client = asyncio.get_running_loop().time()
+        self.billed_messages = 0
+        self.closing = False
+
+    @property
+    def key(self) -> str:
+        return self.record.key
+
+    def send(self, message: ServerMessage) -> None:
+        self.outbox.send(text_frame(codec.encode(message)))
+
+    async def run(self) -> None:
+        """Serve requests until the connection closes."""
+        loop = asyncio.get_running_loop()
+        ws = self.ws
+        try:
+            while True:
+                data = await ws.recv()
+                self.last_client = loop.time()
+                if self.closing:
+                    continue
+                now_ms = self.node.clock.now_ms()
+                if isinstance(data, str):
+                    effects = self.session.receive_text(data, now_ms)
+                else:
+                    effects = self.session.receive_binary(data, now_ms)
+                self._apply(effects, now_ms)
+        except ConnectionClosed:
+            pass
+
+    def _apply(self, effects: list[Reply | Subscribe | Unsubscribe], now_ms: int) -> None:
+        try:
+            for effect in effects:
+                if isinstance(effect, Reply):
+                    self.send(effect.message)
+                elif isinstance(effect, Subscribe):
+                    self.node.hub.add(self.outbox, effect.subscriptions)
+                    self.node.charge_subscriptions(self, len(effect.subscriptions), now_ms)
+                else:
+                    self.node.hub.remove(self.outbox, effect.topics)
+        except Exception:
+            # A bug must cost this request an error frame, never the connection.
+            logger.exception("failed to carry out %r", effects)
+            self.send(error_message(ErrorCode.INTERNAL, now_ms))
+
+    def close(self, code: CloseCode, error: ErrorCode | None = None) -> None:
+        """Send ``error`` (if any), stop pushes and close with ``code``; idempotent."""
+        if self.closing:
+            return
+        self.closing = True
+        if error is not None:
+            self.send(error_message(error, self.node.clock.now_ms()))
+        self.node.hub.remove(self.outbox, list(self.session.subscriptions))
+        # Queued frames go out before the close frame.
+        self.outbox.flush(asyncio.get_running_loop().time())
+        self.node.spawn(self.ws.close(code, CLOSE_CODES[code].reason))
+
+    def _on_overflow(self, outbox: Outbox) -> None:
+        logger.info("closing slow connection of key %s…", self.key[:8])
+        self.node.slow_closed += 1
+        self.closing = True
+        self.node.hub.remove(outbox, list(self.session.subscriptions))
+        self.node.spawn(
+            self.ws.close(CloseCode.SEND_FAILURE, CLOSE_CODES[CloseCode.SEND_FAILURE].reason)
+        )

@@ -1,0 +1,53 @@
+"""Plain HTTP on the WebSocket port: ``/health``, and 404 for every path but ``/v1``.
+
+PROTOCOL.md §1 and Q14: the protocol is served on ``/v1`` only; other paths
+are answered before any upgrade.
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+__all__ = ["PATH", "make_process_request"]
+
+PATH = "/v1"
+
+
+def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+    )
+    return Response(status.value, status.phrase, headers, body)
+
+
+def make_process_request(
+    health: Callable[[], dict[str, Any]],
+) -> Callable[[ServerConnection, Request], Response | None]:
+    """A websockets ``process_request`` hook that routes plain HTTP requests.
+
+    Args:
+        health: returns the JSON body of ``GET /health``.
+    """
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == PATH:
+            return None  # the WebSocket handshake proceeds (426 if it is not one)
+        if path == "/health":
+            body = msgspec.json.encode(health())
+            return _response(http.HTTPStatus.OK, body, "application/json")
+        return _response(http.HTTPStatus.NOT_FOUND, b"Not Found\n", "text/plain; charset=utf-8")
+
+    return process_request

@@ -1,0 +1,76 @@
+"""Topics to local subscribers; every push is framed once and the same bytes go to each.
+
+The hub asks the bus for a topic on its first local subscriber and releases it
+when the last one leaves (centrifuge's node/hub split), so nothing is computed
+or carried for topics nobody watches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from cmcstream.bus.base import Bus
+from cmcstream.protocol.channels import Subscription
+from cmcstream.server.frames import text_frame
+from cmcstream.server.writer import Outbox
+
+__all__ = ["COLLAPSIBLE_CHANNELS", "Hub"]
+
+# Channels whose every push is a full snapshot, so a slow reader may skip to the newest.
+COLLAPSIBLE_CHANNELS: Final = frozenset({"market@crypto_latest_price"})
+
+
+class Hub:
+    """The subscribers of every topic on this node."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+        self._subscribers: dict[str, dict[Outbox, None]] = {}
+        self._by_channel: dict[str, dict[str, Subscription]] = {}
+        self.frames_built = 0
+        self.pushes = 0
+        bus.set_handler(self.deliver)
+
+    def add(self, outbox: Outbox, subscriptions: Iterable[Subscription]) -> None:
+        for sub in subscriptions:
+            subscribers = self._subscribers.get(sub.topic)
+            if subscribers is None:
+                subscribers = self._subscribers[sub.topic] = {}
+                self._by_channel.setdefault(sub.channel, {})[sub.topic] = sub
+                self._bus.subscribe(sub.topic)
+            subscribers[outbox] = None
+
+    def remove(self, outbox: Outbox, topics: Iterable[str]) -> None:
+        for topic in topics:
+            subscribers = self._subscribers.get(topic)
+            if subscribers is None:
+                continue
+            subscribers.pop(outbox, None)
+            if not subscribers:
+                del self._subscribers[topic]
+                channel = topic.partition("|")[0]
+                watched = self._by_channel[channel]
+                del watched[topic]
+                if not watched:
+                    del self._by_channel[channel]
+                self._bus.unsubscribe(topic)
+
+    def watched(self, channel: str) -> Mapping[str, Subscription]:
+        """The topics of ``channel`` that have at least one subscriber here."""
+        return self._by_channel.get(channel, {})
+
+    def subscriber_count(self, topic: str) -> int:
+        return len(self._subscribers.get(topic, ()))
+
+    def deliver(self, topic: str, payload: bytes) -> None:
+        """Hand one encoded push to every local subscriber of ``topic``."""
+        subscribers = self._subscribers.get(topic)
+        if not subscribers:
+            return
+        frame = text_frame(payload)
+        self.frames_built += 1
+        self.pushes += len(subscribers)
+        collapsible = topic.partition("|")[0] in COLLAPSIBLE_CHANNELS
+        for outbox in subscribers:
+            outbox.push(topic, frame, collapsible)

@@ -1,0 +1,358 @@
+"""The node: wires the market source and engine, the bus, the hub and the connections.
+
+Data flows one way (DESIGN.md): the simulator produces raw events, the engine
+turns them into payloads on its cadence, each payload is encoded once per
+topic and published on the bus, the hub frames it once and queues the same
+bytes on every subscriber's outbox, and the flush scheduler writes each
+connection's queue in one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from cmcstream.bus.base import Bus
+from cmcstream.bus.memory import MemoryBus
+from cmcstream.clock import Clock, SimClock
+from cmcstream.config import ServerConfig
+from cmcstream.engine.market import MarketEngine
+from cmcstream.protocol import codec
+from cmcstream.protocol.billing import make_meter
+from cmcstream.protocol.channels import ChannelRegistry
+from cmcstream.protocol.codes import CLOSE_CODES, CloseCode, ErrorCode
+from cmcstream.protocol.messages import Welcome
+from cmcstream.protocol.payloads import CryptoLatestPrice
+from cmcstream.protocol.plans import PLANS
+from cmcstream.protocol.session import Session, error_message
+from cmcstream.server.auth import Admission, admit, api_key_of
+from cmcstream.server.connection import Connection
+from cmcstream.server.frames import text_frame
+from cmcstream.server.http import make_process_request
+from cmcstream.server.hub import Hub
+from cmcstream.server.keystore import KeyStatus, KeyStore
+from cmcstream.server.usage import UsageLedger
+from cmcstream.server.writer import FlushScheduler
+from cmcstream.sources.simulator.market import MarketSimulator
+from cmcstream.sources.simulator.universe import Universe
+from cmcstream.version import __version__
+
+__all__ = ["MARKET_CHANNEL", "Node"]
+
+logger = logging.getLogger(__name__)
+
+MARKET_CHANNEL = "market@crypto_latest_price"
+
+
+class Node:
+    """One cmcstream server process.
+
+    Args:
+        config: the server configuration.
+        store: the key store (the node does not close it).
+        clock: simulated time; defaults to a :class:`SimClock` at ``config.speed``.
+        bus: defaults to a :class:`MemoryBus`.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        store: KeyStore,
+        *,
+        clock: Clock | None = None,
+        bus: Bus | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock: Clock = clock if clock is not None else SimClock(config.speed)
+        self.bus: Bus = bus if bus is not None else MemoryBus()
+        self.hub = Hub(self.bus)
+        self.registry = ChannelRegistry()
+        self.meter = make_meter(config.billing, config.credit_rate)
+        self.ledger = UsageLedger(store)
+        self.engine = MarketEngine(
+            fast_cadence_ms=config.fast_cadence_ms,
+            slow_cadence_ms=config.slow_cadence_ms,
+            fast_rank_max=config.fast_rank_max,
+        )
+        self.simulator = MarketSimulator(
+            Universe.load(config.universe_size, seed=config.seed),
+            seed=config.seed,
+            step_ms=config.fast_cadence_ms,
+        )
+        self.connections: dict[str, set[Connection]] = {}
+        self.slow_closed = 0
+        self.pushes_published = 0
+        self._prefixes: dict[str, bytes] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: Server | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._started_at = time.monotonic()
+        self._stopping = False
+        self.scheduler: FlushScheduler  # set in start(), which has the loop
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the market, start listening and start the background loops."""
+        loop = asyncio.get_running_loop()
+        self.scheduler = FlushScheduler(loop)
+        for event in self.simulator.backfill(self.clock.now_ms()):
+            self.engine.apply(event)
+        self._server = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            process_request=make_process_request(self.health),
+            compression=None,  # pushes are pre-framed once and shared: no per-connection deflate
+            max_size=self.config.transport_max_bytes,
+            ping_interval=None,  # keep-alive is the protocol's JSON ping (§3)
+            ping_timeout=None,
+            close_timeout=self.config.close_timeout_s,
+            server_header=f"cmcstream/{__version__}",
+        )
+        self._loops = [
+            loop.create_task(self._market_loop(), name="market"),
+            loop.create_task(self._sweep_loop(), name="sweep"),
+        ]
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        sockets = list(self._server.sockets)
+        return int(sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}/v1"
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down gracefully."""
+        await stop.wait()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, close every connection with 1001, save usage.
+
+        Bounded by ``shutdown_timeout_s``: connections that have not finished
+        their closing handshake by then are dropped.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        for task in self._loops:
+            task.cancel()
+        if self._server is not None:
+            self._server.close(close_connections=False)
+        conns = [c for group in self.connections.values() for c in group]
+        for conn in conns:
+            conn.close(CloseCode.IDLE_TIMEOUT)
+        pending = {t for t in self._tasks if not t.done()}
+        if pending:
+            await asyncio.wait(pending, timeout=self.config.shutdown_timeout_s)
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), self.config.close_timeout_s)
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._collect_usage()
+        self.ledger.flush()
+        await self.bus.aclose()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "stopping" if self._stopping else "ok",
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self._started_at, 3),
+            "connections": sum(len(group) for group in self.connections.values()),
+            "topics": len(self.hub.watched(MARKET_CHANNEL)),
+            "pushes": self.hub.pushes,
+        }
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        now_ms = self.clock.now_ms()
+        key = api_key_of(ws.request) if ws.request is not None else None
+        open_now = len(self.connections.get(key, ())) if key else 0
+        verdict = admit(key, self.store, self.ledger, open_now, now_ms)
+        if not isinstance(verdict, Admission):
+            if verdict.error is not None:
+                ws.transport.write(text_frame(codec.encode(error_message(verdict.error, now_ms))))
+            await ws.close(verdict.close_code, CLOSE_CODES[verdict.close_code].reason)
+            return
+        session = Session(
+            self.registry,
+            sub_limit=verdict.plan.subscription_limit,
+            max_frame_bytes=self.config.max_frame_bytes,
+            counting=self.config.counting,
+            channels=verdict.plan.channels,
+        )
+        conn = Connection(self, ws, verdict.record, session)
+        self.connections.setdefault(conn.key, set()).add(conn)
+        try:
+            conn.send(Welcome(ping_interval_ms=self.config.ping_interval_ms, ts=now_ms))
+            await conn.run()
+        finally:
+            self._forget(conn)
+
+    def _forget(self, conn: Connection) -> None:
+        self.hub.remove(conn.outbox, list(conn.session.subscriptions))
+        self.scheduler.forget(conn.outbox)
+        self._bill_messages(conn, self.clock.now_ms())
+        group = self.connections.get(conn.key)
+        if group is not None:
+            group.discard(conn)
+            if not group:
+                del self.connections[conn.key]
+                self.ledger.forget(conn.key)
+
+    def charge_subscriptions(self, conn: Connection, count: int, now_ms: int) -> None:
+        credits = self.meter.for_subscriptions(count)
+        if credits:
+            spent = self.ledger.charge(conn.key, now_ms, credits=credits)
+            if spent >= conn.record.monthly_credits:
+                self._exhausted(conn.key)
+
+    def _bill_messages(self, conn: Connection, now_ms: int) -> float:
+        delta = conn.outbox.data_sent - conn.billed_messages
+        if delta <= 0:
+            return self.ledger.spent(conn.key, now_ms)[0]
+        conn.billed_messages = conn.outbox.data_sent
+        return self.ledger.charge(
+            conn.key, now_ms, credits=self.meter.for_messages(delta), messages=delta
+        )
+
+    def _exhausted(self, key: str) -> None:
+        # §12.1 / Q12: error 1010 with no id, pushes stop, close 1000.
+        for conn in list(self.connections.get(key, ())):
+            conn.close(CloseCode.NORMAL, ErrorCode.CREDITS_EXHAUSTED)
+
+    def _collect_usage(self) -> None:
+        now_ms = self.clock.now_ms()
+        for key, group in list(self.connections.items()):
+            spent = 0.0
+            for conn in group:
+                spent = self._bill_messages(conn, now_ms)
+            if group and spent >= next(iter(group)).record.monthly_credits:
+                self._exhausted(key)
+
+    # -- background loops --------------------------------------------------------------------
+
+    async def _market_loop(self) -> None:
+        """Advance the market and publish the due pushes on every fast tick."""
+        cadence = self.config.fast_cadence_ms
+        next_tick = math.ceil(self.clock.now_ms() / cadence) * cadence
+        while True:
+            await asyncio.sleep(self.clock.wall_delay(next_tick - self.clock.now_ms()))
+            now_ms = self.clock.now_ms()
+            if now_ms - next_tick > cadence:
+                # Running behind (a very high --speed): skip to the latest tick
+                # rather than replaying a backlog the clients no longer want.
+                next_tick = now_ms - now_ms % cadence
+            try:
+                for event in self.simulator.step(next_tick):
+                    self.engine.apply(event)
+                self.publish_market(next_tick)
+            except Exception:
+                logger.exception("market tick at %d failed", next_tick)
+            next_tick += cadence
+
+    def publish_market(self, tick_ms: int) -> int:
+        """Publish the pushes due at ``tick_ms`` for every watched id; returns how many."""
+        watched = self.hub.watched(MARKET_CHANNEL)
+        if not watched:
+            return 0
+        topic_of: dict[int, str] = {}
+        for topic, sub in watched.items():
+            cid = sub.params["crypto_ids"]
+            assert isinstance(cid, int)
+            topic_of[cid] = topic
+        payloads = self.engine.tick(tick_ms, topic_of.keys())
+        now_ms = self.clock.now_ms()
+        for payload in payloads:
+            self._publish(topic_of[payload.cid], watched, payload, now_ms)
+        self.pushes_published += len(payloads)
+        return len(payloads)
+
+    def _publish(
+        self,
+        topic: str,
+        watched: Any,
+        payload: CryptoLatestPrice,
+        now_ms: int,
+    ) -> None:
+        prefix = self._prefixes.get(topic)
+        if prefix is None:
+            sub = watched[topic]
+            prefix = self._prefixes[topic] = codec.data_prefix(sub.channel, dict(sub.params))
+        self.bus.publish(topic, codec.encode_data(prefix, payload, now_ms))
+
+    async def _sweep_loop(self) -> None:
+        """Idle timeouts, usage, key re-checks: everything periodic about connections."""
+        loop = asyncio.get_running_loop()
+        period = min(0.5, self.config.idle_timeout_s / 4, self.config.usage_flush_s)
+        last_flush = last_recheck = loop.time()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            try:
+                self._sweep_idle(now)
+                self._collect_usage()
+                if now - last_flush >= self.config.usage_flush_s:
+                    self.ledger.flush()
+                    last_flush = now
+                if now - last_recheck >= self.config.key_recheck_s:
+                    self._recheck_keys()
+                    last_recheck = now
+                if len(self._prefixes) > 4 * max(len(self.hub.watched(MARKET_CHANNEL)), 1024):
+                    self._prefixes.clear()
+            except Exception:
+                logger.exception("sweep failed")
+
+    def _sweep_idle(self, now: float) -> None:
+        limit = self.config.idle_timeout_s
+        for group in list(self.connections.values()):
+            for conn in list(group):
+                if now - max(conn.last_client, conn.outbox.last_push) > limit:
+                    conn.close(CloseCode.IDLE_TIMEOUT)
+
+    def _recheck_keys(self) -> None:
+        """Close connections whose key was deleted, disabled or downgraded since they opened."""
+        if not self.connections:
+            return
+        records = self.store.find(self.connections)
+        for key, group in list(self.connections.items()):
+            record = records.get(key)
+            code, error = CloseCode.KEY_INVALID, None
+            if record is not None:
+                plan = PLANS.get(record.plan)
+                if record.status is KeyStatus.ACTIVE and plan is not None and plan.websocket:
+                    for conn in group:
+                        conn.record = record
+                    continue
+                if record.status is KeyStatus.DISABLED:
+                    code = CloseCode.KEY_DISABLED
+                elif record.status is KeyStatus.INACTIVE:
+                    error = ErrorCode.KEY_NOT_ACTIVATED
+                elif record.status is KeyStatus.EXPIRED:
+                    error = ErrorCode.PLAN_EXPIRED
+                else:
+                    code = CloseCode.PLAN_NOT_SUPPORTED
+            for conn in list(group):
+                conn.close(code, error)

@@ -1,0 +1,1 @@
+"""Producers of raw engine events (simulator, replay, chains, exchanges)."""

@@ -1,0 +1,1 @@
+"""Seeded simulators: the market universe and, later, the DEX world."""
