@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -54,6 +55,12 @@ def main() -> None:
     "--speed", default=1.0, show_default=True, help="Simulated seconds per wall-clock second."
 )
 @click.option(
+    "--start",
+    default=None,
+    metavar="TIME",
+    help="Simulated start time: ISO 8601 (2026-05-13T00:00:00Z) or epoch ms. Default: now.",
+)
+@click.option(
     "--universe-size", default=5000, show_default=True, help="Assets in the simulated market."
 )
 @click.option("--ping-interval-ms", default=10_000, show_default=True, help="Sent in welcome.")
@@ -89,6 +96,7 @@ def serve(
     db: Path | None,
     seed: int,
     speed: float,
+    start: str | None,
     universe_size: int,
     ping_interval_ms: int,
     idle_timeout: float,
@@ -108,6 +116,7 @@ def serve(
             db_path=db,
             seed=seed,
             speed=speed,
+            start_ms=None if start is None else _parse_start(start),
             universe_size=universe_size,
             ping_interval_ms=ping_interval_ms,
             idle_timeout_s=idle_timeout,
@@ -128,6 +137,19 @@ def serve(
         raise
     finally:
         store.close()
+
+
+def _parse_start(text: str) -> int:
+    """Epoch ms from ``--start``: digits are epoch ms, anything else ISO 8601 (UTC if no zone)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--start: not an ISO 8601 time or epoch ms: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 async def _serve(config: ServerConfig, store: KeyStore) -> None:

@@ -29,6 +29,8 @@ class ServerConfig:
         db_path: the SQLite key store; ``None`` for :func:`default_db_path`.
         seed: seed of the simulators; the same seed gives the same stream.
         speed: simulated seconds per wall second (cadence, history and windows follow it).
+        start_ms: simulated epoch ms at start; ``None`` for now. With a fixed
+            start and seed, the stream is the same on every run.
         universe_size: assets in the simulated market (real top coins, then a seeded tail).
         fast_cadence_ms: push period for ranks up to ``fast_rank_max`` (simulated ms).
         slow_cadence_ms: push period for every other asset (simulated ms).
@@ -55,6 +57,7 @@ class ServerConfig:
     db_path: Path | None = None
     seed: int = 0
     speed: float = 1.0
+    start_ms: int | None = None
     universe_size: int = 5000
     fast_cadence_ms: int = 5000
     slow_cadence_ms: int = 15000

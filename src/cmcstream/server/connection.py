@@ -77,15 +77,20 @@ class Connection:
             pass
 
     def _apply(self, effects: list[Reply | Subscribe | Unsubscribe], now_ms: int) -> None:
+        added = 0
         try:
             for effect in effects:
                 if isinstance(effect, Reply):
                     self.send(effect.message)
                 elif isinstance(effect, Subscribe):
                     self.node.hub.add(self.outbox, effect.subscriptions)
-                    self.node.charge_subscriptions(self, len(effect.subscriptions), now_ms)
+                    added += len(effect.subscriptions)
                 else:
                     self.node.hub.remove(self.outbox, effect.topics)
+            # Charged after the replies are queued: the request that spends the
+            # last credit is still acked, and error 1010 follows it.
+            if added:
+                self.node.charge_subscriptions(self, added, now_ms)
         except Exception:
             # A bug must cost this request an error frame, never the connection.
             logger.exception("failed to carry out %r", effects)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -71,7 +70,7 @@ class Node:
     ) -> None:
         self.config = config
         self.store = store
-        self.clock: Clock = clock if clock is not None else SimClock(config.speed)
+        self.clock: Clock = clock if clock is not None else SimClock(config.speed, config.start_ms)
         self.bus: Bus = bus if bus is not None else MemoryBus()
         self.hub = Hub(self.bus)
         self.registry = ChannelRegistry()
@@ -96,6 +95,7 @@ class Node:
         self._loops: list[asyncio.Task[None]] = []
         self._started_at = time.monotonic()
         self._stopping = False
+        self.origin_ms = 0  # where the backfilled history ends; set in start()
         self.scheduler: FlushScheduler  # set in start(), which has the loop
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -104,7 +104,11 @@ class Node:
         """Load the market, start listening and start the background loops."""
         loop = asyncio.get_running_loop()
         self.scheduler = FlushScheduler(loop)
-        for event in self.simulator.backfill(self.clock.now_ms()):
+        # History ends on a cadence boundary, so a fixed --start and --seed give
+        # the same market whatever the machine took to get here.
+        now_ms = self.clock.now_ms()
+        self.origin_ms = now_ms - now_ms % self.config.fast_cadence_ms
+        for event in self.simulator.backfill(self.origin_ms):
             self.engine.apply(event)
         self._server = await serve(
             self._handle,
@@ -214,7 +218,9 @@ class Node:
     def _forget(self, conn: Connection) -> None:
         self.hub.remove(conn.outbox, list(conn.session.subscriptions))
         self.scheduler.forget(conn.outbox)
-        self._bill_messages(conn, self.clock.now_ms())
+        delivered = self._unbilled(conn)
+        if delivered:
+            self._charge_messages(conn.key, delivered, self.clock.now_ms())
         group = self.connections.get(conn.key)
         if group is not None:
             group.discard(conn)
@@ -229,13 +235,15 @@ class Node:
             if spent >= conn.record.monthly_credits:
                 self._exhausted(conn.key)
 
-    def _bill_messages(self, conn: Connection, now_ms: int) -> float:
+    def _unbilled(self, conn: Connection) -> int:
+        """Pushes delivered to ``conn`` since it was last billed, marked billed now."""
         delta = conn.outbox.data_sent - conn.billed_messages
-        if delta <= 0:
-            return self.ledger.spent(conn.key, now_ms)[0]
         conn.billed_messages = conn.outbox.data_sent
+        return delta
+
+    def _charge_messages(self, key: str, count: int, now_ms: int) -> float:
         return self.ledger.charge(
-            conn.key, now_ms, credits=self.meter.for_messages(delta), messages=delta
+            key, now_ms, credits=self.meter.for_messages(count), messages=count
         )
 
     def _exhausted(self, key: str) -> None:
@@ -244,20 +252,21 @@ class Node:
             conn.close(CloseCode.NORMAL, ErrorCode.CREDITS_EXHAUSTED)
 
     def _collect_usage(self) -> None:
+        """Bill every key for the pushes its connections delivered since the last call."""
         now_ms = self.clock.now_ms()
         for key, group in list(self.connections.items()):
-            spent = 0.0
-            for conn in group:
-                spent = self._bill_messages(conn, now_ms)
-            if group and spent >= next(iter(group)).record.monthly_credits:
-                self._exhausted(key)
+            delivered = sum(self._unbilled(conn) for conn in group)
+            if delivered:
+                spent = self._charge_messages(key, delivered, now_ms)
+                if spent >= next(iter(group)).record.monthly_credits:
+                    self._exhausted(key)
 
     # -- background loops --------------------------------------------------------------------
 
     async def _market_loop(self) -> None:
         """Advance the market and publish the due pushes on every fast tick."""
         cadence = self.config.fast_cadence_ms
-        next_tick = math.ceil(self.clock.now_ms() / cadence) * cadence
+        next_tick = self.origin_ms + cadence
         while True:
             await asyncio.sleep(self.clock.wall_delay(next_tick - self.clock.now_ms()))
             now_ms = self.clock.now_ms()

@@ -152,7 +152,8 @@ class Outbox:
                 or now - self.slow_since > self._policy.slow_timeout_s
             ):
                 self._fail()
-            return not self.failed
+                return False
+            return bool(self._pending or self._latest)
         self.slow_since = None
         pending = self._pending
         data_count = self._pending_data

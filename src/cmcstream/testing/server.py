@@ -1,0 +1,56 @@
+"""An in-process server on 127.0.0.1 and a free port, for tests.
+
+Example::
+
+    async with running_server(speed=100) as node:
+        async with websockets.connect(node.url, additional_headers={HEADER: node.demo_key}):
+            ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+from cmcstream.config import ServerConfig
+from cmcstream.server.keystore import KeyStore
+from cmcstream.server.node import Node
+
+__all__ = ["RunningNode", "running_server"]
+
+
+class RunningNode(Node):
+    """A :class:`Node` that also carries a ready-made active Startup key."""
+
+    demo_key: str
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    config: ServerConfig | None = None,
+    *,
+    store: KeyStore | None = None,
+    **overrides: Any,
+) -> AsyncIterator[RunningNode]:
+    """Start a server on ``127.0.0.1:0``; shut it down gracefully on exit.
+
+    Args:
+        config: base configuration (defaults suit tests: a 600-asset market).
+        store: a key store; defaults to a fresh in-memory one.
+        overrides: :class:`ServerConfig` fields to replace.
+    """
+    base = config or ServerConfig(universe_size=600)
+    config = dataclasses.replace(base, host="127.0.0.1", port=0, **overrides)
+    own_store = store is None
+    store = store if store is not None else KeyStore(":memory:")
+    node = RunningNode(config, store)
+    node.demo_key = store.create(plan="startup", name="test").key
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.shutdown()
+        if own_store:
+            store.close()

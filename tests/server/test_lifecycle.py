@@ -1,0 +1,153 @@
+"""Idle timeout and keep-alive, credits, slow readers, key changes and shutdown (§3, §7, §12)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+from cmcstream.protocol.billing import BillingModel
+from cmcstream.server.keystore import KeyStore
+from cmcstream.server.writer import WriterPolicy
+from cmcstream.testing import running_server
+from tests.server.conftest import closed_with, dial, recv_json, request, welcomed
+
+MARKET = "market@crypto_latest_price"
+
+
+def sub(ids: list[int]) -> dict[str, object]:
+    return {"id": 1, "method": "subscribe", "channel": MARKET, "params": {"crypto_ids": ids}}
+
+
+async def test_idle_connection_is_closed_with_1001() -> None:
+    async with running_server(speed=100, idle_timeout_s=0.3) as node:
+        async with dial(node.url, node.demo_key) as ws:
+            await welcomed(ws)
+            started = time.monotonic()
+            code, frames = await closed_with(ws)
+            assert code == 1001
+            assert frames == []
+            assert 0.25 < time.monotonic() - started < 2.0
+
+
+async def test_json_pings_keep_a_connection_alive() -> None:
+    async with running_server(speed=100, idle_timeout_s=0.3) as node:
+        async with dial(node.url, node.demo_key) as ws:
+            await welcomed(ws)
+            for rid in range(8):  # 0.8 s, well past the idle timeout
+                assert (await request(ws, {"id": rid, "method": "ping"}))["type"] == "pong"
+                await asyncio.sleep(0.1)
+            assert (await request(ws, {"id": 99, "method": "ping"}))["id"] == 99
+
+
+async def test_pushes_keep_a_connection_alive() -> None:
+    async with running_server(speed=100, idle_timeout_s=0.3) as node:
+        async with dial(node.url, node.demo_key) as ws:
+            await welcomed(ws)
+            await request(ws, sub([1]))
+            deadline = time.monotonic() + 0.9
+            while time.monotonic() < deadline:
+                assert (await recv_json(ws))["type"] == "data"
+
+
+async def test_credit_exhaustion_per_subscription() -> None:
+    async with running_server(speed=100) as node:
+        key = node.store.create(credits=0.25).key  # 0.1 per subscription
+        async with dial(node.url, key) as ws:
+            await welcomed(ws)
+            assert (await request(ws, sub([1, 1027])))["sub_count"] == 2
+            await ws.send(json.dumps(sub([5426])))
+            code, frames = await closed_with(ws)
+        assert code == 1000
+        errors = [f for f in frames if f["type"] == "error"]
+        assert [e["status"]["error_code"] for e in errors] == ["1010"]
+        assert "id" not in errors[0]
+        assert errors[0]["status"]["error_message"] == "Monthly credit limit exceeded."
+        assert frames.index(errors[0]) == len(frames) - 1  # nothing after the error
+        # The key stays exhausted for the month: the next connection is refused the same way.
+        async with dial(node.url, key) as ws:
+            code, frames = await closed_with(ws)
+        assert code == 1000
+        assert [f["status"]["error_code"] for f in frames] == ["1010"]
+
+
+async def test_credit_exhaustion_per_message_and_usage_survives_restart(tmp_path: object) -> None:
+    path = f"{tmp_path}/keys.db"
+    store = KeyStore(path)
+    key = store.create(credits=0.1).key  # 4 pushes at 0.025
+    async with running_server(speed=100, store=store, billing=BillingModel.PER_MESSAGE) as node:
+        async with dial(node.url, key) as ws:
+            await welcomed(ws)
+            await request(ws, sub([1]))
+            code, frames = await closed_with(ws)
+        assert code == 1000
+        assert frames[-1]["status"]["error_code"] == "1010"
+        assert sum(1 for f in frames if f["type"] == "data") >= 4
+    store.close()
+    reopened = KeyStore(path)
+    try:
+        from cmcstream.server.keystore import month_of
+
+        usage = reopened.usage(key, month_of(time.time_ns() // 1_000_000))
+        assert usage.messages >= 4
+        assert usage.credits >= 0.1
+    finally:
+        reopened.close()
+
+
+async def test_key_disabled_while_connected_is_closed_4101() -> None:
+    async with running_server(speed=100, key_recheck_s=0.2) as node:
+        async with dial(node.url, node.demo_key) as ws:
+            await welcomed(ws)
+            node.store.set_status(node.demo_key, "disabled")
+            code, _ = await closed_with(ws)
+        assert code == 4101
+
+
+async def test_slow_reader_is_collapsed_then_closed_and_others_keep_pace() -> None:
+    policy = WriterPolicy(soft_limit_bytes=16 * 1024, hard_limit_bytes=8 << 20, slow_timeout_s=1.0)
+    async with running_server(speed=400, writer=policy, close_timeout_s=0.3) as node:
+        top = [asset.cid for asset in node.simulator.universe.assets[:100]]
+        # A tiny receive window and a client that never reads: the server's buffer fills.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", node.port))
+        async with (
+            dial(node.url, node.demo_key) as healthy,
+            dial(node.url, node.demo_key, sock=sock, max_queue=1, close_timeout=0.5) as slow,
+        ):
+            await welcomed(healthy)
+            await welcomed(slow)
+            await slow.send(json.dumps(sub(top)))
+            await request(healthy, sub([1]))
+            conns = [c for group in node.connections.values() for c in group]
+            slow_conn = next(c for c in conns if c.session.sub_count == 100)
+            received = 0
+            started = time.monotonic()
+            while node.slow_closed == 0 and time.monotonic() - started < 15:
+                frame = await recv_json(healthy)
+                received += frame["type"] == "data"
+            elapsed = time.monotonic() - started
+            assert node.slow_closed == 1
+            assert slow_conn.closing
+            assert slow_conn.outbox.data_dropped > 0  # collapsed before it was closed
+            # 5 s cadence at 400x is 12.5 ms: 80 pushes a second for the healthy reader.
+            assert received >= 0.5 * elapsed * 80, (received, elapsed)
+            assert (await request(healthy, {"id": 5, "method": "ping"}))["type"] == "pong"
+        assert node.hub.subscriber_count("market@crypto_latest_price|2") == 0
+
+
+async def test_graceful_shutdown_closes_everyone_with_1001() -> None:
+    async with running_server(speed=100) as node:
+        clients = [await dial(node.url, node.demo_key).__aenter__() for _ in range(3)]
+        for ws in clients:
+            await welcomed(ws)
+        await request(clients[0], sub([1]))
+        started = time.monotonic()
+        await node.shutdown()
+        assert time.monotonic() - started < node.config.shutdown_timeout_s
+        for ws in clients:
+            code, _ = await closed_with(ws)
+            assert code == 1001
