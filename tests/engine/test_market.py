@@ -18,25 +18,11 @@ from cmcstream.engine.market import (
     VOLUME_BUCKETS,
     MarketEngine,
 )
+from cmcstream.protocol.payloads import CryptoLatestPrice
 
 MIDNIGHT = int(datetime(2026, 5, 13, tzinfo=UTC).timestamp()) * 1000
 LONG_AGO = int(datetime(2015, 1, 1, tzinfo=UTC).timestamp()) * 1000
-FIELDS = [
-    "cid",
-    "p",
-    "vu",
-    "mc",
-    "cs",
-    "p24h",
-    "p7d",
-    "p30d",
-    "p60d",
-    "p3m",
-    "p1y",
-    "pytd",
-    "pall",
-    "fdv24h",
-]
+FIELDS = list(CryptoLatestPrice.__struct_fields__)
 
 
 def listed(

@@ -42,13 +42,11 @@ from cmcstream.engine.events import (
     SupplyChanged,
     Trade,
 )
+from cmcstream.engine.units import DAY_MS, HOUR_MS, MINUTE_MS
 from cmcstream.protocol.payloads import CryptoLatestPrice
 
 __all__ = ["MarketEngine"]
 
-MINUTE_MS = 60_000
-HOUR_MS = 60 * MINUTE_MS
-DAY_MS = 24 * HOUR_MS
 
 FINE_MS = 5 * MINUTE_MS
 FINE_SLOTS = 300  # 25 h: the 24 h reference plus a margin for late ticks

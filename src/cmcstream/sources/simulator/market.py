@@ -44,13 +44,11 @@ from cmcstream.engine.events import (
     SupplyChanged,
     Trade,
 )
+from cmcstream.engine.units import DAY_MS, HOUR_MS, MINUTE_MS
 from cmcstream.sources.simulator.universe import Asset, Universe
 
 __all__ = ["MarketSimulator"]
 
-MINUTE_MS = 60_000
-HOUR_MS = 60 * MINUTE_MS
-DAY_MS = 24 * HOUR_MS
 YEAR_MS = 365.25 * DAY_MS
 
 FINE_BARS = 300  # 25 h of 5-minute bars
