@@ -19,10 +19,18 @@ import msgspec
 
 __all__ = [
     "AssetListed",
+    "DexEvent",
+    "LiquidityChanged",
     "MarketEvent",
+    "NativeBalanceChanged",
+    "PoolCreated",
     "PriceSeries",
     "SupplyChanged",
+    "Swap",
+    "TokenListed",
     "Trade",
+    "Transfer",
+    "WalletLabeled",
 ]
 
 
@@ -124,3 +132,122 @@ class SupplyChanged(msgspec.Struct, frozen=True, tag="supply_changed", tag_field
 
 MarketEvent: TypeAlias = AssetListed | PriceSeries | Trade | SupplyChanged
 """Every event the market engine accepts."""
+
+
+# ---------------------------------------------------------------------------
+# DEX events (on-chain; the nine ``onchain@`` channels)
+#
+# Amounts are raw integers in the token's smallest unit (wei, lamports…), as a
+# chain reports them; the engine alone divides by ``10**decimals``. ``chain`` is
+# the CoinMarketCap platform id. Addresses are as the chain spells them (EVM
+# lower-case hex, Solana base58). An event is located by its transaction and,
+# on EVM chains, its log index, on Solana its instruction index.
+# ---------------------------------------------------------------------------
+
+
+class TokenListed(msgspec.Struct, frozen=True, tag="token_listed", tag_field="kind"):
+    """A token contract (or mint) with its metadata and creator."""
+
+    chain: int
+    address: str
+    symbol: str
+    name: str
+    decimals: int
+    total_supply: int
+    creator: str | None = None
+    ts: int = 0
+
+
+class PoolCreated(msgspec.Struct, frozen=True, tag="pool_created", tag_field="kind"):
+    """A constant-product pool (pair) appears; its reserves start at zero."""
+
+    chain: int
+    block: int
+    ts: int
+    tx: str
+    pool: str
+    dex: str
+    token0: str
+    token1: str
+    fee_bps: int = 30
+
+
+class Swap(msgspec.Struct, frozen=True, tag="swap", tag_field="kind"):
+    """One swap in a pool: ``amount_in`` of ``token_in`` for ``amount_out`` of the other."""
+
+    chain: int
+    block: int
+    ts: int
+    tx: str
+    pool: str
+    sender: str  # the account that sent the transaction (``f``)
+    trader: str  # the account whose tokens moved (``ma``); a router may sit between
+    token_in: str
+    token_out: str
+    amount_in: int
+    amount_out: int
+    log_index: int | None = None  # EVM
+    instruction_index: int | None = None  # Solana
+
+
+class LiquidityChanged(msgspec.Struct, frozen=True, tag="liquidity", tag_field="kind"):
+    """Liquidity added to, removed from, or migrated into a pool (amounts are positive)."""
+
+    chain: int
+    block: int
+    ts: int
+    tx: str
+    pool: str
+    action: str  # "add" | "remove" | "migrate"
+    sender: str
+    provider: str
+    amount0: int
+    amount1: int
+    log_index: int | None = None
+    instruction_index: int | None = None
+
+
+class Transfer(msgspec.Struct, frozen=True, tag="transfer", tag_field="kind"):
+    """Tokens moved between two accounts; a mint comes from, a burn goes to, ``None``."""
+
+    chain: int
+    block: int
+    ts: int
+    tx: str
+    token: str
+    sender: str | None
+    receiver: str | None
+    amount: int
+    log_index: int | None = None
+    instruction_index: int | None = None
+
+
+class NativeBalanceChanged(msgspec.Struct, frozen=True, tag="native_balance", tag_field="kind"):
+    """A wallet's balance of the chain's native coin (ETH, BNB, SOL…), in raw units."""
+
+    chain: int
+    block: int
+    ts: int
+    wallet: str
+    balance: int
+
+
+class WalletLabeled(msgspec.Struct, frozen=True, tag="wallet_labeled", tag_field="kind"):
+    """An analytics label on a wallet: ``whale``, ``smart_money``, ``kol``, ``sniper``,
+    ``bot``, ``dev`` or ``bundler`` (not an on-chain fact, but a source's opinion)."""
+
+    chain: int
+    wallet: str
+    tags: tuple[str, ...]
+
+
+DexEvent: TypeAlias = (
+    TokenListed
+    | PoolCreated
+    | Swap
+    | LiquidityChanged
+    | Transfer
+    | NativeBalanceChanged
+    | WalletLabeled
+)
+"""Any DEX event."""
