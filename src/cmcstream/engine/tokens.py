@@ -40,7 +40,7 @@ class ReferenceToken:
 
 def _t(
     chain: int, address: str, symbol: str, name: str, decimals: int, cmc_id: int, rank: int
-) -> ReferenceToken:  # noqa: E501
+) -> ReferenceToken:
     return ReferenceToken(chain, address, symbol, name, decimals, cmc_id, rank)
 
 
