@@ -35,6 +35,11 @@ class ServerConfig:
         fast_cadence_ms: push period for ranks up to ``fast_rank_max`` (simulated ms).
         slow_cadence_ms: push period for every other asset (simulated ms).
         fast_rank_max: the last rank on the fast cadence.
+        onchain_step_ms: how often the DEX world advances (simulated ms); also
+            the resolution of on-chain interval closes.
+        metric_period_ms: at most one token/pool/holders metric push per
+            identity per this period (simulated ms).
+        dex_activity: multiplies the DEX world's trading rates.
         ping_interval_ms: ``ping_interval_ms`` announced in ``welcome``.
         idle_timeout_s: close with 1001 after this long with neither a client
             frame nor a push (wall seconds).
@@ -62,6 +67,9 @@ class ServerConfig:
     fast_cadence_ms: int = 5000
     slow_cadence_ms: int = 15000
     fast_rank_max: int = 500
+    onchain_step_ms: int = 1000
+    metric_period_ms: int = 1000
+    dex_activity: float = 1.0
     ping_interval_ms: int = 10_000
     idle_timeout_s: float = 60.0
     max_frame_bytes: int = 64 * 1024

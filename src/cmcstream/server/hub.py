@@ -7,7 +7,7 @@ or carried for topics nobody watches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from cmcstream.bus.base import Bus
@@ -24,8 +24,17 @@ COLLAPSIBLE_CHANNELS: Final = frozenset({"market@crypto_latest_price"})
 class Hub:
     """The subscribers of every topic on this node."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        on_watch: Callable[[Subscription], None] | None = None,
+        on_unwatch: Callable[[Subscription], None] | None = None,
+    ) -> None:
         self._bus = bus
+        # Told on a topic's first local subscriber and after its last one left,
+        # so the producer side builds pushes only for watched topics.
+        self._on_watch = on_watch
+        self._on_unwatch = on_unwatch
         self._subscribers: dict[str, dict[Outbox, None]] = {}
         self._by_channel: dict[str, dict[str, Subscription]] = {}
         self.frames_built = 0
@@ -39,6 +48,8 @@ class Hub:
                 subscribers = self._subscribers[sub.topic] = {}
                 self._by_channel.setdefault(sub.channel, {})[sub.topic] = sub
                 self._bus.subscribe(sub.topic)
+                if self._on_watch is not None:
+                    self._on_watch(sub)
             subscribers[outbox] = None
 
     def remove(self, outbox: Outbox, topics: Iterable[str]) -> None:
@@ -51,14 +62,20 @@ class Hub:
                 del self._subscribers[topic]
                 channel = topic.partition("|")[0]
                 watched = self._by_channel[channel]
-                del watched[topic]
+                sub = watched.pop(topic)
                 if not watched:
                     del self._by_channel[channel]
                 self._bus.unsubscribe(topic)
+                if self._on_unwatch is not None:
+                    self._on_unwatch(sub)
 
     def watched(self, channel: str) -> Mapping[str, Subscription]:
         """The topics of ``channel`` that have at least one subscriber here."""
         return self._by_channel.get(channel, {})
+
+    def subscription(self, topic: str) -> Subscription | None:
+        """The identity behind a watched topic."""
+        return self._by_channel.get(topic.partition("|")[0], {}).get(topic)
 
     def subscriber_count(self, topic: str) -> int:
         return len(self._subscribers.get(topic, ()))

@@ -23,12 +23,13 @@ from cmcstream.bus.memory import MemoryBus
 from cmcstream.clock import Clock, SimClock
 from cmcstream.config import ServerConfig
 from cmcstream.engine.market import MarketEngine
+from cmcstream.engine.onchain import OnchainEngine
+from cmcstream.engine.tokens import REFERENCE_TOKENS
 from cmcstream.protocol import codec
 from cmcstream.protocol.billing import make_meter
-from cmcstream.protocol.channels import ChannelRegistry
+from cmcstream.protocol.channels import ChannelRegistry, Subscription
 from cmcstream.protocol.codes import CLOSE_CODES, CloseCode, ErrorCode
 from cmcstream.protocol.messages import Welcome
-from cmcstream.protocol.payloads import CryptoLatestPrice
 from cmcstream.protocol.plans import PLANS
 from cmcstream.protocol.session import Session, error_message
 from cmcstream.server.auth import Admission, admit, api_key_of
@@ -39,6 +40,8 @@ from cmcstream.server.hub import Hub
 from cmcstream.server.keystore import KeyStatus, KeyStore
 from cmcstream.server.usage import UsageLedger
 from cmcstream.server.writer import FlushScheduler
+from cmcstream.sources.simulator.dex import DexSimulator
+from cmcstream.sources.simulator.dex_world import DexWorld
 from cmcstream.sources.simulator.market import MarketSimulator
 from cmcstream.sources.simulator.universe import Universe
 from cmcstream.version import __version__
@@ -72,7 +75,7 @@ class Node:
         self.store = store
         self.clock: Clock = clock if clock is not None else SimClock(config.speed, config.start_ms)
         self.bus: Bus = bus if bus is not None else MemoryBus()
-        self.hub = Hub(self.bus)
+        self.hub = Hub(self.bus, on_watch=self._watch, on_unwatch=self._unwatch)
         self.registry = ChannelRegistry()
         self.meter = make_meter(config.billing, config.credit_rate)
         self.ledger = UsageLedger(store)
@@ -86,6 +89,9 @@ class Node:
             seed=config.seed,
             step_ms=config.fast_cadence_ms,
         )
+        self.onchain = OnchainEngine(self._quote_price, metric_period_ms=config.metric_period_ms)
+        self.world = DexWorld.build(config.seed)
+        self.dex = DexSimulator(self.world, seed=config.seed, activity=config.dex_activity)
         self.connections: dict[str, set[Connection]] = {}
         self.slow_closed = 0
         self.pushes_published = 0
@@ -110,6 +116,8 @@ class Node:
         self.origin_ms = now_ms - now_ms % self.config.fast_cadence_ms
         for event in self.simulator.backfill(self.origin_ms):
             self.engine.apply(event)
+        for dex_event in self.dex.genesis(self.origin_ms, self._reference_prices(self.origin_ms)):
+            self.onchain.apply(dex_event)
         self._server = await serve(
             self._handle,
             self.config.host,
@@ -124,6 +132,7 @@ class Node:
         )
         self._loops = [
             loop.create_task(self._market_loop(), name="market"),
+            loop.create_task(self._onchain_loop(), name="onchain"),
             loop.create_task(self._sweep_loop(), name="sweep"),
         ]
 
@@ -295,22 +304,70 @@ class Node:
         payloads = self.engine.tick(tick_ms, topic_of.keys())
         now_ms = self.clock.now_ms()
         for payload in payloads:
-            self._publish(topic_of[payload.cid], watched, payload, now_ms)
+            self._publish_watched(topic_of[payload.cid], payload, now_ms)
         self.pushes_published += len(payloads)
         return len(payloads)
 
-    def _publish(
-        self,
-        topic: str,
-        watched: Any,
-        payload: CryptoLatestPrice,
-        now_ms: int,
-    ) -> None:
+    # -- on-chain ----------------------------------------------------------------------------
+
+    def _quote_price(self, cmc_id: int) -> float | None:
+        """The market channel's price of ``cmc_id`` now: what quote tokens are worth in USD."""
+        payload = self.engine.latest_price(cmc_id, self.clock.now_ms())
+        return payload.p if payload is not None else None
+
+    def _reference_prices(self, now_ms: int) -> dict[int, float]:
+        prices = {}
+        for token in REFERENCE_TOKENS:
+            payload = self.engine.latest_price(token.cmc_id, now_ms)
+            if payload is not None:
+                prices[token.cmc_id] = payload.p
+        return prices
+
+    def _watch(self, sub: Subscription) -> None:
+        if sub.channel != MARKET_CHANNEL:
+            self.onchain.watch(sub, self.clock.now_ms())
+
+    def _unwatch(self, sub: Subscription) -> None:
+        self._prefixes.pop(sub.topic, None)
+        if sub.channel != MARKET_CHANNEL:
+            self.onchain.unwatch(sub)
+
+    async def _onchain_loop(self) -> None:
+        """Step the DEX world every simulated second and publish what it causes."""
+        step = self.config.onchain_step_ms
+        next_step = self.origin_ms + step
+        while True:
+            await asyncio.sleep(self.clock.wall_delay(next_step - self.clock.now_ms()))
+            now_ms = self.clock.now_ms()
+            if now_ms - next_step > 10 * step:
+                next_step = now_ms - now_ms % step  # far behind: skip ahead, as the market does
+            try:
+                self.publish_onchain(next_step)
+            except Exception:
+                logger.exception("on-chain step at %d failed", next_step)
+            next_step += step
+
+    def publish_onchain(self, step_ms: int) -> int:
+        """Advance the DEX world to ``step_ms`` and publish the pushes; returns how many."""
+        engine = self.onchain
+        now_ms = self.clock.now_ms()
+        published = 0
+        for event in self.dex.step(step_ms, self._reference_prices(step_ms)):
+            for topic, payload in engine.apply(event):
+                published += self._publish_watched(topic, payload, now_ms)
+        for topic, payload in engine.advance(step_ms):
+            published += self._publish_watched(topic, payload, now_ms)
+        return published
+
+    def _publish_watched(self, topic: str, payload: Any, now_ms: int) -> int:
         prefix = self._prefixes.get(topic)
         if prefix is None:
-            sub = watched[topic]
+            sub = self.hub.subscription(topic)
+            if sub is None:
+                return 0
             prefix = self._prefixes[topic] = codec.data_prefix(sub.channel, dict(sub.params))
         self.bus.publish(topic, codec.encode_data(prefix, payload, now_ms))
+        return 1
 
     async def _sweep_loop(self) -> None:
         """Idle timeouts, usage, key re-checks: everything periodic about connections."""
