@@ -319,3 +319,65 @@ def keys_delete(key: str, db: Path | None) -> None:
     finally:
         store.close()
     click.echo(f"{key} deleted")
+
+
+# -- world ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--seed", default=0, show_default=True, help="The seed `serve` runs with.")
+@click.option("--chain", type=int, default=None, help="Only this platform id (1, 14, 16, 199).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of tables.")
+def world(seed: int, chain: int | None, as_json: bool) -> None:
+    """List the simulated DEX world's tokens, pools and tagged wallets, to subscribe to."""
+    import msgspec
+
+    from cmcstream.sources.simulator.dex_world import DexWorld
+
+    built = DexWorld.build(seed)
+    tokens = [t for t in built.tokens if chain is None or t.chain == chain]
+    pools = [p for p in built.pools if chain is None or p.chain == chain]
+    wallets = [w for w in built.wallets if (chain is None or w.chain == chain) and w.tags]
+    symbols = {(t.chain, t.address): t.symbol for t in built.tokens}
+    if as_json:
+        document = {
+            "tokens": [
+                {
+                    "platform_id": t.chain,
+                    "address": t.address,
+                    "symbol": t.symbol,
+                    "name": t.name,
+                    "decimals": t.decimals,
+                }
+                for t in tokens
+            ],
+            "pools": [
+                {
+                    "platform_id": p.chain,
+                    "pool_address": p.address,
+                    "dex": p.dex,
+                    "token0": p.token0,
+                    "token1": p.token1,
+                    "pair": f"{symbols[(p.chain, p.token0)]}/{symbols[(p.chain, p.token1)]}",
+                }
+                for p in pools
+            ],
+            "wallets": [
+                {"platform_id": w.chain, "wallet_address": w.address, "tags": list(w.tags)}
+                for w in wallets
+            ],
+        }
+        click.echo(msgspec.json.format(msgspec.json.encode(document), indent=2).decode())
+        return
+    busiest = {c: built.busiest_token(c).address for c in built.chains}
+    click.echo(f"TOKENS (seed {seed}; * busiest on its chain)")
+    for t in tokens:
+        mark = "*" if busiest.get(t.chain) == t.address else " "
+        click.echo(f" {mark} {t.chain:>4}  {t.symbol:<10} {t.address}")
+    click.echo("\nPOOLS")
+    for p in pools:
+        pair = f"{symbols[(p.chain, p.token0)]}/{symbols[(p.chain, p.token1)]}"
+        click.echo(f"   {p.chain:>4}  {pair:<16} {p.dex:<16} {p.address}")
+    click.echo("\nTAGGED WALLETS")
+    for w in wallets:
+        click.echo(f"   {w.chain:>4}  {','.join(w.tags):<24} {w.address}")

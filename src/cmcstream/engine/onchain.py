@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from msgspec import UNSET, UnsetType
+
 from cmcstream.engine.candles import LongTraders, SecondBuckets
 from cmcstream.engine.events import (
     DexEvent,
@@ -457,7 +459,8 @@ class OnchainEngine:
                 a1=a1,
                 qi=1 - base_i,
                 tii=0 if in0 else 1,
-                **_locator(ev.chain, ev.log_index, ev.instruction_index),
+                lgid=_lgid(ev.chain, ev.log_index),
+                iix=_iix(ev.chain, ev.instruction_index),
                 ex=excluded,
                 txtp=txtp,
             )
@@ -565,7 +568,8 @@ class OnchainEngine:
             vu=sum(values) if values else None,
             ma=ev.provider,
             tx=ev.tx,
-            **_locator(ev.chain, ev.log_index, ev.instruction_index),
+            lgid=_lgid(ev.chain, ev.log_index),
+            iix=_iix(ev.chain, ev.instruction_index),
             pa=pool.address,
         )
         return [(t.liq_topic, payload) for t in (t0, t1) if t.liq_topic in watched]
@@ -674,11 +678,14 @@ class OnchainEngine:
         }
 
 
-def _locator(chain: int, log_index: int | None, instruction_index: int | None) -> dict[str, int]:
-    """``lgid`` on EVM chains, ``iix`` on Solana (Q16): the event's dedupe key with ``tx``."""
-    if chain == SOLANA:
-        return {"iix": instruction_index} if instruction_index is not None else {}
-    return {"lgid": log_index} if log_index is not None else {}
+def _lgid(chain: int, log_index: int | None) -> int | UnsetType:
+    """``lgid``, the dedupe key with ``tx``, on EVM chains only (Q16)."""
+    return UNSET if chain == SOLANA or log_index is None else log_index
+
+
+def _iix(chain: int, instruction_index: int | None) -> int | UnsetType:
+    """``iix``, the dedupe key with ``tx``, on Solana only (Q16)."""
+    return instruction_index if chain == SOLANA and instruction_index is not None else UNSET
 
 
 def _token_window(name: str, t: WindowTotals) -> TokenWindow:

@@ -6,15 +6,20 @@ totals; when time moves past a bucket, its counts are subtracted before it is
 reused. Reading a window is reading its totals. The window therefore covers the
 current bucket and the ``B - 1`` before it: between ``W - W/B`` and ``W``.
 
-Distinct traders are exact: each bucket keeps the set of traders seen in it,
-and the window keeps, per trader, how many live buckets contain it; the number
-of distinct traders is the number of keys. Each (trader, bucket) pair is added
-once and removed once, so the cost stays O(1) amortized per event.
+Distinct traders are exact: each bucket maps the traders seen in it to the
+sides they traded on (bit 1 buy, bit 2 sell), and the window keeps, per
+trader, how many live buckets hold it (in all, as buyer, as seller); the
+distinct counts are the sizes of those maps. Each (trader, bucket, side) is
+added once and removed once, so the cost stays O(1) amortized per event, and a
+repeat trader in the same bucket costs one dictionary lookup.
 """
 
 from __future__ import annotations
 
 __all__ = ["RollingWindow", "WindowTotals"]
+
+_BUY = 1
+_SELL = 2
 
 
 class WindowTotals:
@@ -52,45 +57,18 @@ class WindowTotals:
         self.last: float | None = None  # last price in the window
 
 
-class _Distinct:
-    """Distinct keys over the live buckets of a ring."""
-
-    __slots__ = ("buckets", "refs")
-
-    def __init__(self, size: int) -> None:
-        self.buckets: list[set[str] | None] = [None] * size
-        self.refs: dict[str, int] = {}
-
-    def add(self, slot: int, key: str) -> None:
-        bucket = self.buckets[slot]
-        if bucket is None:
-            bucket = self.buckets[slot] = set()
-        elif key in bucket:
-            return
-        bucket.add(key)
-        refs = self.refs
-        refs[key] = refs.get(key, 0) + 1
-
-    def evict(self, slot: int) -> None:
-        bucket = self.buckets[slot]
-        if not bucket:
-            return
-        refs = self.refs
-        for key in bucket:
-            left = refs[key] - 1
-            if left:
-                refs[key] = left
-            else:
-                del refs[key]
-        self.buckets[slot] = None
-
-    def clear(self) -> None:
-        self.buckets = [None] * len(self.buckets)
-        self.refs.clear()
+def _decrement(refs: dict[str, int], key: str) -> None:
+    left = refs[key] - 1
+    if left:
+        refs[key] = left
+    else:
+        del refs[key]
 
 
 class RollingWindow:
     """Buy/sell counts, volumes, unique traders and price range over the last ``length_ms``.
+
+    Events must arrive in time order (an older one is counted in the newest bucket).
 
     Args:
         length_ms: the window length.
@@ -99,7 +77,6 @@ class RollingWindow:
 
     __slots__ = (
         "_bc",
-        "_buyers",
         "_bvn",
         "_bvu",
         "_first",
@@ -107,11 +84,13 @@ class RollingWindow:
         "_hi",
         "_last",
         "_lo",
+        "_refs",
+        "_refs_buy",
+        "_refs_sell",
         "_sc",
-        "_sellers",
+        "_seen",
         "_svn",
         "_svu",
-        "_traders",
         "bucket_ms",
         "length_ms",
         "size",
@@ -130,25 +109,26 @@ class RollingWindow:
         self.size = buckets
         self.bucket_ms = length_ms // buckets
         self._head = -1  # bucket index (ts // bucket_ms) of the newest bucket
-        self._bc = [0] * buckets
-        self._sc = [0] * buckets
-        self._bvu = [0.0] * buckets
-        self._svu = [0.0] * buckets
-        self._bvn = [0.0] * buckets
-        self._svn = [0.0] * buckets
-        self._hi: list[float | None] = [None] * buckets
-        self._lo: list[float | None] = [None] * buckets
-        self._first: list[float | None] = [None] * buckets
-        self._last: list[float | None] = [None] * buckets
-        self._traders = _Distinct(buckets)
-        self._buyers = _Distinct(buckets)
-        self._sellers = _Distinct(buckets)
-        self.t_bc = 0
-        self.t_sc = 0
-        self.t_bvu = 0.0
-        self.t_svu = 0.0
-        self.t_bvn = 0.0
-        self.t_svn = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        size = self.size
+        self._bc = [0] * size
+        self._sc = [0] * size
+        self._bvu = [0.0] * size
+        self._svu = [0.0] * size
+        self._bvn = [0.0] * size
+        self._svn = [0.0] * size
+        self._hi: list[float | None] = [None] * size
+        self._lo: list[float | None] = [None] * size
+        self._first: list[float | None] = [None] * size
+        self._last: list[float | None] = [None] * size
+        self._seen: list[dict[str, int]] = [{} for _ in range(size)]
+        self._refs: dict[str, int] = {}
+        self._refs_buy: dict[str, int] = {}
+        self._refs_sell: dict[str, int] = {}
+        self.t_bc = self.t_sc = 0
+        self.t_bvu = self.t_svu = self.t_bvn = self.t_svn = 0.0
 
     def advance(self, ts: int) -> None:
         """Move the window's end to ``ts``, evicting the buckets that fall out of it."""
@@ -173,34 +153,29 @@ class RollingWindow:
         self._bc[slot] = self._sc[slot] = 0
         self._bvu[slot] = self._svu[slot] = self._bvn[slot] = self._svn[slot] = 0.0
         self._hi[slot] = self._lo[slot] = self._first[slot] = self._last[slot] = None
-        self._traders.evict(slot)
-        self._buyers.evict(slot)
-        self._sellers.evict(slot)
-
-    def _reset(self) -> None:
-        size = self.size
-        self._bc = [0] * size
-        self._sc = [0] * size
-        self._bvu = [0.0] * size
-        self._svu = [0.0] * size
-        self._bvn = [0.0] * size
-        self._svn = [0.0] * size
-        self._hi = [None] * size
-        self._lo = [None] * size
-        self._first = [None] * size
-        self._last = [None] * size
-        self._traders.clear()
-        self._buyers.clear()
-        self._sellers.clear()
-        self.t_bc = self.t_sc = 0
-        self.t_bvu = self.t_svu = self.t_bvn = self.t_svn = 0.0
+        seen = self._seen[slot]
+        if seen:
+            refs, refs_buy, refs_sell = self._refs, self._refs_buy, self._refs_sell
+            for trader, sides in seen.items():
+                _decrement(refs, trader)
+                if sides & _BUY:
+                    _decrement(refs_buy, trader)
+                if sides & _SELL:
+                    _decrement(refs_sell, trader)
+            self._seen[slot] = {}
 
     def add(
         self, ts: int, buy: bool, usd: float, native: float, trader: str, price: float | None
     ) -> None:
-        """Count one trade at ``ts`` (not older than the window's end)."""
-        self.advance(ts)
-        slot = (ts // self.bucket_ms) % self.size
+        """Count one trade at ``ts``."""
+        index = ts // self.bucket_ms
+        if index > self._head:
+            self.advance(ts)
+            slot = index % self.size
+        else:
+            slot = self._head % self.size
+        seen = self._seen[slot]
+        sides = seen.get(trader, 0)
         if buy:
             self._bc[slot] += 1
             self._bvu[slot] += usd
@@ -208,7 +183,13 @@ class RollingWindow:
             self.t_bc += 1
             self.t_bvu += usd
             self.t_bvn += native
-            self._buyers.add(slot, trader)
+            if not sides & _BUY:
+                seen[trader] = sides | _BUY
+                refs = self._refs_buy
+                refs[trader] = refs.get(trader, 0) + 1
+                if not sides:
+                    refs = self._refs
+                    refs[trader] = refs.get(trader, 0) + 1
         else:
             self._sc[slot] += 1
             self._svu[slot] += usd
@@ -216,17 +197,23 @@ class RollingWindow:
             self.t_sc += 1
             self.t_svu += usd
             self.t_svn += native
-            self._sellers.add(slot, trader)
-        self._traders.add(slot, trader)
+            if not sides & _SELL:
+                seen[trader] = sides | _SELL
+                refs = self._refs_sell
+                refs[trader] = refs.get(trader, 0) + 1
+                if not sides:
+                    refs = self._refs
+                    refs[trader] = refs.get(trader, 0) + 1
         if price is not None:
             hi = self._hi[slot]
-            if hi is None or price > hi:
-                self._hi[slot] = price
-            lo = self._lo[slot]
-            if lo is None or price < lo:
-                self._lo[slot] = price
-            if self._first[slot] is None:
-                self._first[slot] = price
+            if hi is None:
+                self._hi[slot] = self._lo[slot] = self._first[slot] = price
+            else:
+                if price > hi:
+                    self._hi[slot] = price
+                lo = self._lo[slot]
+                if lo is not None and price < lo:
+                    self._lo[slot] = price
             self._last[slot] = price
 
     def totals(self, now_ms: int) -> WindowTotals:
@@ -239,9 +226,9 @@ class RollingWindow:
         out.svu = self.t_svu if self.t_sc else 0.0
         out.bvn = self.t_bvn if self.t_bc else 0.0
         out.svn = self.t_svn if self.t_sc else 0.0
-        out.ut = len(self._traders.refs)
-        out.but = len(self._buyers.refs)
-        out.sut = len(self._sellers.refs)
+        out.ut = len(self._refs)
+        out.but = len(self._refs_buy)
+        out.sut = len(self._refs_sell)
         highs = [h for h in self._hi if h is not None]
         lows = [v for v in self._lo if v is not None]
         out.h = max(highs) if highs else None
@@ -250,8 +237,9 @@ class RollingWindow:
         size, head = self.size, self._head
         for index in range(head - size + 1, head + 1):
             slot = index % size
-            if self._first[slot] is not None:
+            first = self._first[slot]
+            if first is not None:
                 if out.open is None:
-                    out.open = self._first[slot]
+                    out.open = first
                 out.last = self._last[slot]
         return out

@@ -89,6 +89,7 @@ class Node:
             seed=config.seed,
             step_ms=config.fast_cadence_ms,
         )
+        self._quotes: dict[int, float] = {}
         self.onchain = OnchainEngine(self._quote_price, metric_period_ms=config.metric_period_ms)
         self.world = DexWorld.build(config.seed)
         self.dex = DexSimulator(self.world, seed=config.seed, activity=config.dex_activity)
@@ -311,16 +312,17 @@ class Node:
     # -- on-chain ----------------------------------------------------------------------------
 
     def _quote_price(self, cmc_id: int) -> float | None:
-        """The market channel's price of ``cmc_id`` now: what quote tokens are worth in USD."""
-        payload = self.engine.latest_price(cmc_id, self.clock.now_ms())
-        return payload.p if payload is not None else None
+        """The market channel's price of ``cmc_id``: what quote tokens are worth in USD."""
+        return self._quotes.get(cmc_id)
 
     def _reference_prices(self, now_ms: int) -> dict[int, float]:
+        """Market prices of every reference token's coin, read once per on-chain step."""
         prices = {}
         for token in REFERENCE_TOKENS:
             payload = self.engine.latest_price(token.cmc_id, now_ms)
             if payload is not None:
                 prices[token.cmc_id] = payload.p
+        self._quotes = prices
         return prices
 
     def _watch(self, sub: Subscription) -> None:
