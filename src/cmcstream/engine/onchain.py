@@ -484,29 +484,23 @@ class OnchainEngine:
                         ),
                     )
                 )
-        # Holder PnL: the trader sold one token and bought the other.
+        # Holder PnL: the trader sold one token and bought the other, valued at the
+        # prices this swap set (so unrealized PnL is never a swap behind).
         holders = self.holders
-        token_in, token_out = (t0, t1) if in0 else (t1, t0)
-        amount_in, amount_out = (a0, a1) if in0 else (a1, a0)
-        usd_value = None if excluded else vu
-        out.extend(
-            self._wallet_updates(
-                holders.on_trade(
-                    ev.chain, ev.trader, token_in.address, -amount_in, usd_value, ev.ts
-                )
-            )
-        )
-        out.extend(
-            self._wallet_updates(
-                holders.on_trade(
-                    ev.chain, ev.trader, token_out.address, amount_out, usd_value, ev.ts
-                )
-            )
-        )
         for token in (t0, t1):
             price = self.usd(token)
             if price is not None:
                 holders.set_price(ev.chain, token.address, price)
+            entry = self._holder_metrics.get(token.holders_topic)
+            if entry is not None:
+                entry[1].dirty = True  # tag PnL moves with the price
+        token_in, token_out = (t0, t1) if in0 else (t1, t0)
+        amount_in, amount_out = (a0, a1) if in0 else (a1, a0)
+        usd_value = None if excluded else vu
+        for token, qty in ((token_in, -amount_in), (token_out, amount_out)):
+            legs = holders.on_trade(ev.chain, ev.trader, token.address, qty, usd_value, ev.ts)
+            if legs:
+                out.extend(self._wallet_updates(legs))
         return out
 
     def _record(

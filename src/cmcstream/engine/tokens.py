@@ -73,6 +73,11 @@ NATIVE: Final[dict[int, tuple[str, int, int]]] = {
     14: ("BNB", 1839, 18),
     16: ("SOL", 5426, 9),
     199: ("ETH", 1027, 18),
+    20: ("POL", 28321, 18),
+    51: ("ETH", 1027, 18),
+    42: ("ETH", 1027, 18),
+    28: ("AVAX", 5805, 18),
+    1958: ("TRX", 1958, 6),
 }
 
 _BY_KEY: Final = {(t.chain, t.address): t for t in REFERENCE_TOKENS}
