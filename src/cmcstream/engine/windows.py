@@ -1,10 +1,11 @@
 """Rolling windows with O(1) work per event: bucketed counters and exact sliding distinct counts.
 
 A :class:`RollingWindow` of length ``W`` keeps ``B`` buckets of ``W / B`` in a
-ring, plus running totals. An event adds to the current bucket and to the
-totals; when time moves past a bucket, its counts are subtracted before it is
-reused. Reading a window is reading its totals. The window therefore covers the
-current bucket and the ``B - 1`` before it: between ``W - W/B`` and ``W``.
+ring. An event adds to the current bucket only; a bucket is cleared when time
+moves past it. Reading a window sums its ``B`` buckets: that happens at most
+about once a second per watched identity, while events arrive far more often,
+so the sums are not kept running. The window covers the current bucket and the
+``B - 1`` before it: between ``W - W/B`` and ``W``.
 
 Distinct traders are exact: each bucket maps the traders seen in it to the
 sides they traded on (bit 1 buy, bit 2 sell), and the window keeps, per
@@ -94,12 +95,6 @@ class RollingWindow:
         "bucket_ms",
         "length_ms",
         "size",
-        "t_bc",
-        "t_bvn",
-        "t_bvu",
-        "t_sc",
-        "t_svn",
-        "t_svu",
     )
 
     def __init__(self, length_ms: int, buckets: int = 60) -> None:
@@ -127,8 +122,6 @@ class RollingWindow:
         self._refs: dict[str, int] = {}
         self._refs_buy: dict[str, int] = {}
         self._refs_sell: dict[str, int] = {}
-        self.t_bc = self.t_sc = 0
-        self.t_bvu = self.t_svu = self.t_bvn = self.t_svn = 0.0
 
     def advance(self, ts: int) -> None:
         """Move the window's end to ``ts``, evicting the buckets that fall out of it."""
@@ -144,12 +137,6 @@ class RollingWindow:
         self._head = index
 
     def _evict(self, slot: int) -> None:
-        self.t_bc -= self._bc[slot]
-        self.t_sc -= self._sc[slot]
-        self.t_bvu -= self._bvu[slot]
-        self.t_svu -= self._svu[slot]
-        self.t_bvn -= self._bvn[slot]
-        self.t_svn -= self._svn[slot]
         self._bc[slot] = self._sc[slot] = 0
         self._bvu[slot] = self._svu[slot] = self._bvn[slot] = self._svn[slot] = 0.0
         self._hi[slot] = self._lo[slot] = self._first[slot] = self._last[slot] = None
@@ -180,9 +167,6 @@ class RollingWindow:
             self._bc[slot] += 1
             self._bvu[slot] += usd
             self._bvn[slot] += native
-            self.t_bc += 1
-            self.t_bvu += usd
-            self.t_bvn += native
             if not sides & _BUY:
                 seen[trader] = sides | _BUY
                 refs = self._refs_buy
@@ -194,9 +178,6 @@ class RollingWindow:
             self._sc[slot] += 1
             self._svu[slot] += usd
             self._svn[slot] += native
-            self.t_sc += 1
-            self.t_svu += usd
-            self.t_svn += native
             if not sides & _SELL:
                 seen[trader] = sides | _SELL
                 refs = self._refs_sell
@@ -220,12 +201,9 @@ class RollingWindow:
         """The window ending at ``now_ms`` (which must not be older than the last trade)."""
         self.advance(now_ms)
         out = WindowTotals()
-        out.bc, out.sc = self.t_bc, self.t_sc
-        # Running float sums drift by rounding; a window that emptied is exactly zero.
-        out.bvu = self.t_bvu if self.t_bc else 0.0
-        out.svu = self.t_svu if self.t_sc else 0.0
-        out.bvn = self.t_bvn if self.t_bc else 0.0
-        out.svn = self.t_svn if self.t_sc else 0.0
+        out.bc, out.sc = sum(self._bc), sum(self._sc)
+        out.bvu, out.svu = sum(self._bvu), sum(self._svu)
+        out.bvn, out.svn = sum(self._bvn), sum(self._svn)
         out.ut = len(self._refs)
         out.but = len(self._refs_buy)
         out.sut = len(self._refs_sell)
