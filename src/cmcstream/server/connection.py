@@ -111,8 +111,4 @@ class Connection:
     def _on_overflow(self, outbox: Outbox) -> None:
         logger.info("closing slow connection of key %s…", self.key[:8])
         self.node.slow_closed += 1
-        self.closing = True
-        self.node.hub.remove(outbox, list(self.session.subscriptions))
-        self.node.spawn(
-            self.ws.close(CloseCode.SEND_FAILURE, CLOSE_CODES[CloseCode.SEND_FAILURE].reason)
-        )
+        self.close(CloseCode.SEND_FAILURE)

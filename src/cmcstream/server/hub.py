@@ -73,6 +73,11 @@ class Hub:
         """The topics of ``channel`` that have at least one subscriber here."""
         return self._by_channel.get(channel, {})
 
+    @property
+    def topic_count(self) -> int:
+        """Topics with at least one subscriber here."""
+        return len(self._subscribers)
+
     def subscription(self, topic: str) -> Subscription | None:
         """The identity behind a watched topic."""
         return self._by_channel.get(topic.partition("|")[0], {}).get(topic)

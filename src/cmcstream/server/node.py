@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -131,9 +131,16 @@ class Node:
             close_timeout=self.config.close_timeout_s,
             server_header=f"cmcstream/{__version__}",
         )
+        cadence, step = self.config.fast_cadence_ms, self.config.onchain_step_ms
         self._loops = [
-            loop.create_task(self._market_loop(), name="market"),
-            loop.create_task(self._onchain_loop(), name="onchain"),
+            loop.create_task(
+                self._every(cadence, cadence, self._market_tick, "market tick"), name="market"
+            ),
+            # The DEX world steps every simulated second (its interval closes need it).
+            loop.create_task(
+                self._every(step, 10 * step, self.publish_onchain, "on-chain step"),
+                name="onchain",
+            ),
             loop.create_task(self._sweep_loop(), name="sweep"),
         ]
 
@@ -194,7 +201,7 @@ class Node:
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started_at, 3),
             "connections": sum(len(group) for group in self.connections.values()),
-            "topics": len(self.hub.watched(MARKET_CHANNEL)),
+            "topics": self.hub.topic_count,
             "pushes": self.hub.pushes,
         }
 
@@ -273,24 +280,32 @@ class Node:
 
     # -- background loops --------------------------------------------------------------------
 
-    async def _market_loop(self) -> None:
-        """Advance the market and publish the due pushes on every fast tick."""
-        cadence = self.config.fast_cadence_ms
-        next_tick = self.origin_ms + cadence
+    async def _every(
+        self, period_ms: int, lag_limit_ms: int, action: Callable[[int], object], name: str
+    ) -> None:
+        """Call ``action(t)`` at every multiple ``t`` of ``period_ms`` of simulated time.
+
+        When the loop falls more than ``lag_limit_ms`` behind (a very high
+        ``--speed``), it skips to the latest boundary rather than replaying a
+        backlog the clients no longer want.
+        """
+        due = self.origin_ms + period_ms
         while True:
-            await asyncio.sleep(self.clock.wall_delay(next_tick - self.clock.now_ms()))
+            await asyncio.sleep(self.clock.wall_delay(due - self.clock.now_ms()))
             now_ms = self.clock.now_ms()
-            if now_ms - next_tick > cadence:
-                # Running behind (a very high --speed): skip to the latest tick
-                # rather than replaying a backlog the clients no longer want.
-                next_tick = now_ms - now_ms % cadence
+            if now_ms - due > lag_limit_ms:
+                due = now_ms - now_ms % period_ms
             try:
-                for event in self.simulator.step(next_tick):
-                    self.engine.apply(event)
-                self.publish_market(next_tick)
+                action(due)
             except Exception:
-                logger.exception("market tick at %d failed", next_tick)
-            next_tick += cadence
+                logger.exception("%s at %d failed", name, due)
+            due += period_ms
+
+    def _market_tick(self, tick_ms: int) -> None:
+        """Advance the market to ``tick_ms`` and publish the pushes due then."""
+        for event in self.simulator.step(tick_ms):
+            self.engine.apply(event)
+        self.publish_market(tick_ms)
 
     def publish_market(self, tick_ms: int) -> int:
         """Publish the pushes due at ``tick_ms`` for every watched id; returns how many."""
@@ -334,21 +349,6 @@ class Node:
         if sub.channel != MARKET_CHANNEL:
             self.onchain.unwatch(sub)
 
-    async def _onchain_loop(self) -> None:
-        """Step the DEX world every simulated second and publish what it causes."""
-        step = self.config.onchain_step_ms
-        next_step = self.origin_ms + step
-        while True:
-            await asyncio.sleep(self.clock.wall_delay(next_step - self.clock.now_ms()))
-            now_ms = self.clock.now_ms()
-            if now_ms - next_step > 10 * step:
-                next_step = now_ms - now_ms % step  # far behind: skip ahead, as the market does
-            try:
-                self.publish_onchain(next_step)
-            except Exception:
-                logger.exception("on-chain step at %d failed", next_step)
-            next_step += step
-
     def publish_onchain(self, step_ms: int) -> int:
         """Advance the DEX world to ``step_ms`` and publish the pushes; returns how many."""
         engine = self.onchain
@@ -388,8 +388,6 @@ class Node:
                 if now - last_recheck >= self.config.key_recheck_s:
                     self._recheck_keys()
                     last_recheck = now
-                if len(self._prefixes) > 4 * max(len(self.hub.watched(MARKET_CHANNEL)), 1024):
-                    self._prefixes.clear()
             except Exception:
                 logger.exception("sweep failed")
 

@@ -70,7 +70,7 @@ import heapq
 import itertools
 import random
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from math import exp, isqrt, log, sqrt
 from operator import attrgetter
 from typing import Any, Final
@@ -458,6 +458,20 @@ class DexSimulator:
             ch.gas_floor = int(median * 50)
         self._native_usd: dict[int, float] = {}
         self._chain_of = {ch.id: ch for ch in self._chains}
+        # What each intent kind does, indexed by kind (_SWAP … _MIGRATE).
+        self._handlers: tuple[Callable[[int, Any], None], ...] = (
+            self._when_active(self._organic),
+            self._arb,
+            self._xarb,
+            self._when_active(self._liquidity),
+            self._plain_transfer,
+            self._kol,
+            self._dump,
+            self._fat_finger,
+            self._dip_buy,
+            self._snipe,
+            self._migrate,
+        )
         self._tokens: dict[tuple[int, str], _Token] = {}
         for info in world.tokens:
             tok = _Token(info)
@@ -879,34 +893,19 @@ class DexSimulator:
                 at(_XFER, ch)
         keys.sort()
         mask = (1 << _SHIFT) - 1
-        organic = self._organic
+        handlers = self._handlers
         for key in keys:
             kind, arg = acts[key & mask]
-            t = key >> _SHIFT
-            if kind == _SWAP:
-                if arg.active:
-                    organic(t, arg)
-            elif kind == _ARB:
-                self._arb(t, arg)
-            elif kind == _XARB:
-                self._xarb(t, arg)
-            elif kind == _LIQ:
-                if arg.active:
-                    self._liquidity(t, arg)
-            elif kind == _XFER:
-                self._plain_transfer(t, arg)
-            elif kind == _KOL:
-                self._kol(t, arg)
-            elif kind == _DUMP:
-                self._dump(t, arg)
-            elif kind == _FAT:
-                self._fat_finger(t, arg)
-            elif kind == _DIP_BUY:
-                self._dip_buy(t, arg)
-            elif kind == _SNIPE:
-                self._snipe(t, arg)
-            elif kind == _MIGRATE:
-                self._migrate(t, arg)
+            handlers[kind](key >> _SHIFT, arg)
+
+    def _when_active(self, act: Callable[[int, _Pool], None]) -> Callable[[int, _Pool], None]:
+        """``act`` for a pool still trading: a migration earlier in the step may have closed it."""
+
+        def run(t: int, pool: _Pool) -> None:
+            if pool.active:
+                act(t, pool)
+
+        return run
 
     def _poisson(self, lam: float) -> int:
         """A Poisson draw: by multiplication for small means, else a rounded normal."""
