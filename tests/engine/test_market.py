@@ -354,6 +354,17 @@ def test_a_late_tick_still_crosses_the_slow_boundary() -> None:
     assert [p.cid for p in engine.tick(20_010, [2])] == []
 
 
+def test_a_catching_up_loop_does_not_push_slow_assets_twice_in_a_row() -> None:
+    # The loop stalled past 30 s, resumed at the 40 s boundary, then hit 45 s.
+    engine = two_asset_engine()
+    pushed = [
+        now
+        for now in (15_000, 20_000, 25_000, 40_000, 45_000, 50_000, 55_000, 60_000)
+        if engine.tick(now, [2])
+    ]
+    assert pushed == [15_000, 40_000, 60_000]
+
+
 def test_the_first_tick_pushes_slow_assets_only_on_a_boundary() -> None:
     engine = two_asset_engine()
     assert [p.cid for p in engine.tick(45_000, [1, 2])] == [1, 2]

@@ -59,8 +59,8 @@ async def test_pushes_have_all_fields_consistent(node: RunningNode, channels_jso
 
 
 async def test_one_push_per_id_per_tick_and_cadence() -> None:
-    # 5 s and 15 s of simulated time are 25 ms and 75 ms here.
-    async with running_server(speed=200, fast_rank_max=1) as node:
+    # 5 s and 15 s of simulated time are 50 ms and 150 ms here.
+    async with running_server(speed=100, fast_rank_max=1) as node:
         async with dial(node.url, node.demo_key) as ws:
             await welcomed(ws)
             await request(
@@ -77,8 +77,11 @@ async def test_one_push_per_id_per_tick_and_cadence() -> None:
         per_id[push["params"]["crypto_ids"]].append(push["ts"])
     # Rank 1 is on the fast cadence; ETH (rank 2) is past fast_rank_max=1: three times slower.
     assert len(per_id[1]) >= 2 * len(per_id[1027])
-    gaps = [b - a for a, b in zip(per_id[1027], per_id[1027][1:], strict=False)]
-    assert all(gap >= 10_000 for gap in gaps), gaps
+    # ``ts`` is the send time: a stalled event loop shifts single pushes, so the
+    # cadence shows in the typical gap rather than in every one of them.
+    gaps = sorted(b - a for a, b in zip(per_id[1027], per_id[1027][1:], strict=False))
+    assert gaps
+    assert gaps[len(gaps) // 2] >= 12_000, gaps
 
 
 async def test_unknown_id_is_acked_and_gets_nothing(node: RunningNode) -> None:

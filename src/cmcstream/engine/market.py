@@ -226,6 +226,7 @@ class MarketEngine:
         self._fast_rank_max = fast_rank_max
         self._assets: dict[int, _Asset] = {}
         self._last_tick_ms: int | None = None
+        self._last_slow_ms: int | None = None
         self._ytd_lo = 0
         self._ytd_hi = -1
         self._n_trades = 0
@@ -502,7 +503,8 @@ class MarketEngine:
 
         Called every fast cadence, ideally on its boundaries. Fast assets are due
         at every tick; the others when a slow-cadence boundary was crossed since
-        the previous tick (for the first tick: within the last fast cadence).
+        the previous tick (for the first tick: within the last fast cadence) and
+        their previous push is at least one slow minus one fast cadence old.
         Unknown ids and ids without a price are skipped.
 
         Args:
@@ -516,6 +518,17 @@ class MarketEngine:
         if prev is None:
             prev = now_ms - self._fast_ms
         slow_due = now_ms // self._slow_ms > prev // self._slow_ms
+        last_slow = self._last_slow_ms
+        if (
+            slow_due
+            and last_slow is not None
+            and now_ms - last_slow < self._slow_ms - self._fast_ms
+        ):
+            # A tick loop catching up after a stall can cross two slow boundaries
+            # a single fast cadence apart; one push of the same price is enough.
+            slow_due = False
+        if slow_due:
+            self._last_slow_ms = now_ms
         if self._last_tick_ms is None or now_ms > self._last_tick_ms:
             self._last_tick_ms = now_ms
         self._n_ticks += 1
