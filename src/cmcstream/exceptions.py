@@ -183,7 +183,7 @@ _AUTH_BY_CLOSE: dict[int, type[AuthError]] = {
 }
 
 
-def error_for_status(status: dict[str, Any]) -> CMCStreamError:
+def error_for_status(status: dict[str, Any]) -> AuthError | RequestError | ConnectionLost:
     """The exception for an ``error`` frame's ``status`` object."""
     message = str(status.get("error_message") or "error")
     detail = status.get("error_detail")

@@ -185,6 +185,7 @@ class Link:
         self._blocked = False
         self._silent = False
         self._ping_interval_s = 10.0
+        self._outage: tuple[float, str] | None = None  # (start, reason) while down
         self._rng = random.Random()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -280,13 +281,12 @@ class Link:
 
     async def _run(self) -> None:
         attempt = 0
-        outage_start: float | None = None
         reason = ""
         while not self._closing:
             limited = False
             connected_at = time.monotonic()
             try:
-                await self._session(outage_start, reason)
+                await self._session()
             except _Ended as end:
                 if end.fatal is not None:
                     self._fatal(end.fatal)
@@ -312,8 +312,11 @@ class Link:
             self._fail_pending(_Retry())
             if self._closing:
                 return
-            if outage_start is None:
-                outage_start = self._last_frame_wall
+            if self._outage is None:
+                # Data may be missing from the last frame received on; the
+                # outage is named for what ended the connection, not for the
+                # failed attempts after it.
+                self._outage = (self._last_frame_wall, reason)
             if time.monotonic() - connected_at >= self.options.backoff.reset_after_s:
                 attempt = 0
             attempt += 1
@@ -341,7 +344,7 @@ class Link:
         self._set_state(ConnectionState.FAILED, str(error), error=error)
         self._host.on_fatal(error)
 
-    async def _session(self, outage_start: float | None, reason: str) -> None:
+    async def _session(self) -> None:
         """One connection, from the handshake to its end (always raises)."""
         opts = self.options
         ws = await ws_connect(
@@ -367,10 +370,11 @@ class Link:
                     await asyncio.gather(reader, return_exceptions=True)
                     raise self._ended(ws, reader) from None
                 self._ready.set()
-                now = time.time()
                 outage = None
-                if outage_start is not None:
-                    outage = Outage(self.index, outage_start, now, reason)
+                if self._outage is not None:
+                    start, why = self._outage
+                    outage = Outage(self.index, start, time.time(), why)
+                    self._outage = None
                 if not self._opened.done():
                     self._opened.set_result(None)
                 self._set_state(ConnectionState.OPEN, "connected", outage=outage)

@@ -188,7 +188,10 @@ class Stream:
 
     def on_frame(self, link: int, frame: str, received: float) -> None:
         if self._on_frame is not None:
-            self._on_frame(link, frame, received)
+            try:
+                self._on_frame(link, frame, received)
+            except Exception:  # a faulty callback must not stop the connection
+                logger.exception("on_frame callback failed")
 
     def on_state(self, change: StateChange) -> None:
         if change.outage is not None:

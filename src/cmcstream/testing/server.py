@@ -39,10 +39,12 @@ async def running_server(
     Args:
         config: base configuration (defaults suit tests: a 600-asset market).
         store: a key store; defaults to a fresh in-memory one.
-        overrides: :class:`ServerConfig` fields to replace.
+        overrides: :class:`ServerConfig` fields to replace (``port`` included;
+            the host is always 127.0.0.1).
     """
     base = config or ServerConfig(universe_size=600)
-    config = dataclasses.replace(base, host="127.0.0.1", port=0, **overrides)
+    # A port may be given to start again where a stopped server listened.
+    config = dataclasses.replace(base, **{"host": "127.0.0.1", "port": 0, **overrides})
     own_store = store is None
     store = store if store is not None else KeyStore(":memory:")
     node = RunningNode(config, store)
