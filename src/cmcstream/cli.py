@@ -1,4 +1,4 @@
-"""The ``cmcstream`` command: ``serve`` and ``keys``."""
+"""The ``cmcstream`` command: ``serve``, ``keys``, ``world``, ``tail`` and ``record``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -381,3 +383,106 @@ def world(seed: int, chain: int | None, as_json: bool) -> None:
     click.echo("\nTAGGED WALLETS")
     for w in wallets:
         click.echo(f"   {w.chain:>4}  {','.join(w.tags):<24} {w.address}")
+
+
+# -- tail and record -----------------------------------------------------------------------------
+
+
+def _stream_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The selectors, endpoint and key shared by ``tail`` and ``record``."""
+    from cmcstream.client import DEFAULT_URL
+
+    options = [
+        click.option("--ids", multiple=True, help="crypto_ids, e.g. 1,1027 (market channel)."),
+        click.option("--platform", type=int, default=None, help="platform_id, e.g. 14 (BSC)."),
+        click.option("--address", multiple=True, help="Token address(es), comma-separated."),
+        click.option("--interval", default=None, help="kline / unique_trader interval (1m)."),
+        click.option("--pool", multiple=True, help="Pool address(es) for onchain@pool_metric."),
+        click.option(
+            "--wallet", multiple=True, help="Wallet address(es) for onchain@holder_wallet_update."
+        ),
+        click.option(
+            "--url",
+            default=DEFAULT_URL,
+            show_default=True,
+            envvar="CMCSTREAM_URL",
+            help="Endpoint; ws://127.0.0.1:8765/v1 for `cmcstream serve`. Env: CMCSTREAM_URL.",
+        ),
+        click.option(
+            "--key", envvar="CMC_PRO_API_KEY", default=None, help="API key. Env: CMC_PRO_API_KEY."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _selected(channel: str, key: str | None, **selectors: Any) -> tuple[str, dict[str, Any]]:
+    from cmcstream.console.selectors import Selectors
+
+    if not key:
+        raise click.UsageError("no API key: pass --key or set CMC_PRO_API_KEY")
+    try:
+        return key, Selectors(**selectors).params(channel)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _run_stream(coro: Coroutine[Any, Any, int]) -> int:
+    """Run a stream command; Ctrl-C ends it quietly, client errors end it with a message."""
+    from cmcstream.exceptions import CMCStreamError
+
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        return -1
+    except CMCStreamError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+
+
+@main.command()
+@click.argument("channel")
+@_stream_options
+@click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout instead of a table.")
+@click.option("--count", type=int, default=None, help="Stop after this many pushes.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+def tail(
+    channel: str,
+    key: str | None,
+    url: str,
+    as_json: bool,
+    count: int | None,
+    duration: float | None,
+    **selectors: Any,
+) -> None:
+    """Watch CHANNEL live: a table updating in place, or JSON lines (--json).
+
+    \b
+    Examples:
+      cmcstream tail market@crypto_latest_price --ids 1,1027 --url ws://127.0.0.1:8765/v1
+      cmcstream tail onchain@kline --platform 14 --address 0x... --interval 1m --json
+    """
+    from cmcstream.console.tail import tail as run
+
+    key, params = _selected(channel, key, **selectors)
+    _run_stream(run(url, key, channel, params, as_json=as_json, count=count, duration=duration))
+
+
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("channel")
+@_stream_options
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+def record(
+    out: Path, channel: str, key: str | None, url: str, duration: float | None, **selectors: Any
+) -> None:
+    """Append every frame of CHANNEL to OUT (JSON lines, with receive times).
+
+    For replay and bug reports; reconnects and outages are recorded too.
+    """
+    from cmcstream.console.record import record as run
+
+    key, params = _selected(channel, key, **selectors)
+    frames = _run_stream(run(out, url, key, channel, params, duration))
+    if frames >= 0:
+        click.echo(f"{frames} frames written to {out}", err=True)

@@ -1,0 +1,1 @@
+"""The stream commands of the ``cmcstream`` CLI: ``tail`` and ``record``."""
