@@ -30,10 +30,8 @@ from typing import Any
 import msgspec
 
 import cmcstream
-from cmcstream.client import Backoff, ConnectionState, StateChange
-from cmcstream.client.buffer import PushBuffer
-from cmcstream.client.dedupe import Deduper
-from cmcstream.client.frames import FrameDecoder, Numbers
+from cmcstream.client import Backoff, ConnectionState, StateChange, Stream
+from cmcstream.client.frames import Numbers
 from cmcstream.protocol.codec import data_prefix, encode_data
 from cmcstream.protocol.codes import CloseCode
 from cmcstream.protocol.payloads import CryptoLatestPrice, Transaction
@@ -102,25 +100,32 @@ def swap_frames(n: int) -> list[bytes]:
     return out
 
 
-async def client_path(frames: list[bytes], numbers: Numbers, raw: bool) -> float:
-    """Seconds for the whole receive path over ``frames``, consumer included."""
-    decoder = FrameDecoder(numbers, typed=not raw)
-    deduper = Deduper()
-    buffer = PushBuffer(capacity=len(frames) + 1)
+async def client_path(frames: list[str], numbers: Numbers, raw: bool) -> float:
+    """Seconds for the client's whole receive path over ``frames``, consumer included.
+
+    The same calls a connection's reader makes for each text frame, then the
+    application's ``recv``.
+    """
+    stream = Stream(
+        "bench", "ws://127.0.0.1:9/v1", numbers=numbers, raw=raw, buffer_size=len(frames) + 1
+    )
+    decoder = stream.decoder
     started = time.perf_counter()
     for frame in frames:
-        env = decoder.envelope(frame)
-        assert env is not None
-        push = decoder.push(env)
-        assert push is not None
-        if push.channel == "onchain@transaction" and deduper.is_duplicate(push.channel, push.data):
-            continue
-        await buffer.put(push)
-        await buffer.get()
+        received = time.time()
+        push = decoder.data(frame, received)
+        if push is None:
+            env = decoder.envelope(frame)
+            assert env is not None
+            push = decoder.push(env, received)
+            assert push is not None
+        if not stream.deliver_nowait(push):
+            await stream.deliver(push)
+        await stream.recv()
     return time.perf_counter() - started
 
 
-def baseline(frames: list[bytes]) -> float:
+def baseline(frames: list[str]) -> float:
     decode = msgspec.json.decode
     started = time.perf_counter()
     for frame in frames:
@@ -130,7 +135,8 @@ def baseline(frames: list[bytes]) -> float:
 
 async def per_push(n: int, runs: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for name, frames in (("market", market_frames(n)), ("swap", swap_frames(n))):
+    for name, encoded in (("market", market_frames(n)), ("swap", swap_frames(n))):
+        frames = [frame.decode() for frame in encoded]  # text frames arrive as str
         base = statistics.median(baseline(frames) for _ in range(runs)) / n * 1e6
         results[f"{name}_baseline_us"] = round(base, 2)
         for label, numbers, raw in (

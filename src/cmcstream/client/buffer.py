@@ -44,7 +44,7 @@ class Overflow(enum.StrEnum):
     LATEST = "latest"
 
 
-def _latest_key(push: Push) -> tuple[Any, ...]:
+def _latest_key(push: Push[Any]) -> tuple[Any, ...]:
     data = push.data
     if isinstance(data, dict):
         tp, token = data.get("tp"), data.get("a")
@@ -80,7 +80,7 @@ class PushBuffer:
     def full(self) -> bool:
         return len(self._slots) >= self.capacity
 
-    async def put(self, push: Push) -> None:
+    async def put(self, push: Push[Any]) -> None:
         """Queue ``push``; waits for room unless the policy may replace a queued push."""
         key = (
             _latest_key(push)
@@ -96,8 +96,20 @@ class PushBuffer:
                     return
             self._writable.clear()
             await self._writable.wait()
-        if self._closed:
-            return
+        if not self._closed:
+            self._append(push, key)
+
+    def put_nowait(self, push: Push[Any]) -> None:
+        """Queue ``push`` when there is room (check :attr:`full` first)."""
+        key = (
+            _latest_key(push)
+            if self.overflow is Overflow.LATEST and push.channel in LATEST_VALUE_CHANNELS
+            else None
+        )
+        if not self._closed:
+            self._append(push, key)
+
+    def _append(self, push: Push[Any], key: tuple[Any, ...] | None) -> None:
         slot = [push, key]
         self._slots.append(slot)
         if key is not None:
@@ -106,7 +118,7 @@ class PushBuffer:
             self.high_water = len(self._slots)
         self._readable.set()
 
-    def get_nowait(self) -> Push | None:
+    def get_nowait(self) -> Push[Any] | None:
         """The oldest queued push, or ``None`` when the buffer is empty."""
         if not self._slots:
             return None
@@ -117,10 +129,10 @@ class PushBuffer:
         if not self._slots:
             self._readable.clear()
         self._writable.set()
-        push: Push = slot[0]
+        push: Push[Any] = slot[0]
         return push
 
-    async def get(self) -> Push:
+    async def get(self) -> Push[Any]:
         """The oldest push, waiting for one; after :meth:`close`, raises once drained.
 
         Raises:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -19,6 +19,13 @@ from cmcstream.client.payloads import payload_type
 __all__ = ["Ack", "Envelope", "FrameDecoder", "Numbers", "Push"]
 
 Numbers = Literal["float", "decimal"]
+P = TypeVar("P")
+
+# Pushes from CoinMarketCap and cmcstream start like this; for them the channel
+# is read off the text, and the whole frame decodes in one pass into a Push of
+# its channel's type (the ``type`` key is ignored). Any other frame takes the
+# general two-pass path.
+_DATA_HEAD = '{"type":"data","channel":"'
 
 
 class Envelope(msgspec.Struct, frozen=True, gc=False):
@@ -38,7 +45,7 @@ class Envelope(msgspec.Struct, frozen=True, gc=False):
     status: dict[str, Any] | None = None
 
 
-class Push(msgspec.Struct, frozen=True):
+class Push(msgspec.Struct, Generic[P], gc=False):
     """One ``data`` frame.
 
     Attributes:
@@ -53,9 +60,9 @@ class Push(msgspec.Struct, frozen=True):
 
     channel: str
     params: dict[str, Any]
-    data: Any
-    ts: int
-    received: float
+    data: P
+    ts: int = 0
+    received: float = 0.0
 
 
 class Ack(msgspec.Struct, frozen=True):
@@ -89,9 +96,39 @@ class FrameDecoder:
             float_hook=Decimal if numbers == "decimal" else None
         )
         self._typed: dict[str, msgspec.json.Decoder[Any]] = {}
+        self._frames: dict[str, msgspec.json.Decoder[Any]] = {}
         self._number = number
         self._use_types = typed
         self.unreadable = 0
+
+    def data(self, frame: str | bytes, received: float) -> Push[Any] | None:
+        """The push in ``frame`` by the one-pass path, or ``None`` when it does not apply.
+
+        ``None`` means "use :meth:`envelope`": the frame is not a push laid out
+        the usual way, or its payload has a shape this client does not know.
+        """
+        if not isinstance(frame, str) or not frame.startswith(_DATA_HEAD):
+            return None
+        end = frame.find('"', len(_DATA_HEAD))
+        channel = frame[len(_DATA_HEAD) : end]
+        if channel in self._frames:
+            decoder = self._frames[channel]
+        else:
+            kind = payload_type(channel, self._number) if self._use_types else None
+            decoder = self._frames[channel] = (
+                msgspec.json.Decoder(Push[kind])  # type: ignore[valid-type]
+                if kind is not None
+                else msgspec.json.Decoder(
+                    Push[dict[str, Any]],
+                    float_hook=Decimal if self._number is Decimal else None,
+                )
+            )
+        try:
+            push: Push[Any] = decoder.decode(frame)
+        except msgspec.DecodeError:
+            return None
+        push.received = received
+        return push
 
     def envelope(self, frame: str | bytes) -> Envelope | None:
         """The envelope of ``frame``, or ``None`` (counted) when it is not a JSON object."""
@@ -101,7 +138,7 @@ class FrameDecoder:
             self.unreadable += 1
             return None
 
-    def push(self, env: Envelope, received: float | None = None) -> Push | None:
+    def push(self, env: Envelope, received: float | None = None) -> Push[Any] | None:
         """The push a ``data`` envelope carries, or ``None`` when it lacks its fields."""
         if env.channel is None or not env.data:
             self.unreadable += 1

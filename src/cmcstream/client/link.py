@@ -135,7 +135,9 @@ class LinkHost(Protocol):
 
     def next_id(self) -> int: ...
 
-    async def deliver(self, push: Push) -> None: ...
+    def deliver_nowait(self, push: Push[Any]) -> bool: ...
+
+    async def deliver(self, push: Push[Any]) -> None: ...
 
     def on_frame(self, link: int, frame: str, received: float) -> None: ...
 
@@ -448,7 +450,6 @@ class Link:
     async def _read(self, ws: ClientConnection) -> None:
         host = self._host
         decoder = host.decoder
-        pending = self._pending
         fatal: BaseException | None = None
         try:
             async for frame in ws:
@@ -457,31 +458,24 @@ class Link:
                 self._last_frame_wall = received
                 assert isinstance(frame, str)
                 host.on_frame(self.index, frame, received)
-                env = decoder.envelope(frame)
-                if env is None:
-                    continue
-                kind = env.type
-                if kind == "data":
+                push = decoder.data(frame, received)
+                if push is None:
+                    env = decoder.envelope(frame)
+                    if env is None:
+                        continue
+                    if env.type != "data":
+                        fatal = self._control(env) or fatal
+                        continue
                     push = decoder.push(env, received)
-                    if push is not None:
-                        self._blocked = True
-                        try:
-                            await host.deliver(push)
-                        finally:
-                            self._blocked = False
-                            self._last_frame = time.monotonic()
-                elif kind == "ack":
-                    self._answer(env)
-                elif kind == "error":
-                    waiting = pending.get(env.id) if env.id is not None else None
-                    error = error_for_status(env.status or {})
-                    if waiting is not None and not waiting.future.done():
-                        waiting.future.set_exception(error)
-                    elif isinstance(error, AuthError):
-                        fatal = error  # 1010 and friends: the close that follows is final
-                    else:
-                        logger.warning("link %d: server error %s", self.index, error)
-                # pong, welcome and unknown types only prove the link is alive
+                    if push is None:
+                        continue
+                if not host.deliver_nowait(push):
+                    self._blocked = True
+                    try:
+                        await host.deliver(push)
+                    finally:
+                        self._blocked = False
+                        self._last_frame = time.monotonic()
         except ConnectionClosed as exc:
             raise self._ended_by(exc, fatal) from None
         finally:
@@ -489,6 +483,22 @@ class Link:
             self._fail_pending(_Retry())
         if fatal is not None:
             raise _Ended(ws.close_code or 1000, ws.close_reason or "", fatal)
+
+    def _control(self, env: Envelope) -> AuthError | None:
+        """Handle a frame that is not a push; returns an auth error that ends the link."""
+        if env.type == "ack":
+            self._answer(env)
+        elif env.type == "error":
+            waiting = self._pending.get(env.id) if env.id is not None else None
+            error = error_for_status(env.status or {})
+            if waiting is not None and not waiting.future.done():
+                waiting.future.set_exception(error)
+            elif isinstance(error, AuthError):
+                return error  # 1010 and friends: the close that follows is final
+            else:
+                logger.warning("link %d: server error %s", self.index, error)
+        # pong, welcome and unknown types only prove the link is alive
+        return None
 
     def _answer(self, env: Envelope) -> None:
         if env.sub_count is not None:

@@ -46,7 +46,9 @@ N = TypeVar("N", float, Decimal)
 """The number type of money and quantity fields: ``float`` or ``Decimal``."""
 
 
-class _Payload(msgspec.Struct, frozen=True, kw_only=True):
+class _Payload(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    # gc=False: payloads hold only numbers, strings and other payloads, never a
+    # cycle, so the collector need not track the many of them a stream makes.
     pass
 
 

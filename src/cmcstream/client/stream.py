@@ -175,7 +175,21 @@ class Stream:
     def next_id(self) -> int:
         return next(self._ids)
 
-    async def deliver(self, push: Push) -> None:
+    def deliver_nowait(self, push: Push[Any]) -> bool:
+        """Take ``push`` if that needs no waiting; ``False``: call :meth:`deliver`."""
+        if self._buffer.full:
+            return False
+        self.received += 1
+        deduper = self._deduper
+        if (
+            deduper is None
+            or push.channel not in DEDUPED_CHANNELS
+            or not deduper.is_duplicate(push.channel, push.data)
+        ):
+            self._buffer.put_nowait(push)
+        return True
+
+    async def deliver(self, push: Push[Any]) -> None:
         self.received += 1
         deduper = self._deduper
         if (
@@ -365,13 +379,14 @@ class Stream:
 
     # -- pushes ----------------------------------------------------------------------------------
 
-    def __aiter__(self) -> AsyncIterator[Push]:
+    def __aiter__(self) -> AsyncIterator[Push[Any]]:
         return self
 
-    async def __anext__(self) -> Push:
-        return await self._buffer.get()
+    async def __anext__(self) -> Push[Any]:
+        push = self._buffer.get_nowait()
+        return push if push is not None else await self._buffer.get()
 
-    async def recv(self, timeout: float | None = None) -> Push:  # noqa: ASYNC109 - mirrors SyncClient.recv
+    async def recv(self, timeout: float | None = None) -> Push[Any]:  # noqa: ASYNC109 - mirrors SyncClient.recv
         """The next push.
 
         Raises:
@@ -379,6 +394,9 @@ class Stream:
             StreamClosed: the stream is closed and drained.
             AuthError, ConnectionLost: the stream failed (after its last push).
         """
+        push = self._buffer.get_nowait()
+        if push is not None:
+            return push
         try:
             return await asyncio.wait_for(self._buffer.get(), timeout)
         except StopAsyncIteration:

@@ -71,11 +71,11 @@ class SyncClient:
         """See :meth:`Stream.unsubscribe_all`."""
         return self._call(self._stream.unsubscribe_all())
 
-    def recv(self, timeout: float | None = None) -> Push:
+    def recv(self, timeout: float | None = None) -> Push[Any]:
         """The next push, waiting at most ``timeout`` seconds (``TimeoutError`` after)."""
         return self._call(self._stream.recv(timeout))
 
-    def __iter__(self) -> Iterator[Push]:
+    def __iter__(self) -> Iterator[Push[Any]]:
         while True:
             try:
                 yield self.recv()

@@ -61,7 +61,7 @@ class _Board:
         self._rows: dict[tuple[str, str], _Row] = {}
         self._started = time.monotonic()
 
-    def update(self, push: Push) -> None:
+    def update(self, push: Push[Any]) -> None:
         data = push.data if isinstance(push.data, dict) else {}
         key = (_identity(push.params), str(data.get("tp", "")))
         row = self._rows.setdefault(key, _Row())
