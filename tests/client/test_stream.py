@@ -303,6 +303,88 @@ async def test_the_eleventh_connection_is_limited() -> None:
                 await ws.close()
 
 
+class ScriptedServer:
+    """A fake server whose n-th connection follows the n-th script step."""
+
+    def __init__(self, steps: list[str]) -> None:
+        self.steps = steps
+        self.accepted = 0
+        self.subscribed: list[dict[str, Any]] = []
+        self.done = asyncio.Event()
+
+    async def __call__(self, ws: ServerConnection) -> None:
+        step = self.steps[min(self.accepted, len(self.steps) - 1)]
+        self.accepted += 1
+        if step == "limited":
+            await ws.close(4004, "Connection limit")
+            return
+        await ws.send(json.dumps({"type": "welcome", "ping_interval_ms": 10_000, "ts": 0}))
+        async for text in ws:
+            request = json.loads(text)
+            if request["method"] != "subscribe":
+                continue
+            self.subscribed.append(request["params"])
+            if step == "refuse":
+                status = {
+                    "timestamp": "2026-01-01T00:00:00.000Z",
+                    "error_code": "2402",
+                    "category": "PROTOCOL",
+                    "error_message": "Invalid param for channel.",
+                }
+                await ws.send(json.dumps({"type": "error", "id": request["id"], "status": status}))
+                self.done.set()
+                continue
+            count = len(request["params"]["crypto_ids"])
+            ack = {
+                "type": "ack",
+                "id": request["id"],
+                "code": 0,
+                "msg": "ok",
+                "channel": request["channel"],
+                "sub_count": count,
+                "sub_limit": 100,
+            }
+            await ws.send(json.dumps(ack))
+            if step == "cut":
+                await ws.close(1011, "Send failure")
+            elif step == "serve":
+                self.done.set()
+
+
+async def test_4004_on_reconnect_is_retried_and_reported() -> None:
+    script = ScriptedServer(["cut", "limited", "limited", "serve"])
+    changes: list[StateChange] = []
+    async with fake_server(script) as url:
+        async with cmcstream.connect("k", url, backoff=FAST, on_state=changes.append) as stream:
+            await stream.subscribe("market@crypto_latest_price", crypto_ids=[1, 2])
+            await asyncio.wait_for(script.done.wait(), 10)
+            assert stream.subscriptions == [
+                {"channel": "market@crypto_latest_price", "crypto_ids": 1},
+                {"channel": "market@crypto_latest_price", "crypto_ids": 2},
+            ]
+    assert script.accepted == 4
+    assert script.subscribed[-1] == {"crypto_ids": [1, 2]}
+    reasons = [c.reason for c in changes if c.state is ConnectionState.RECONNECTING]
+    assert reasons[0].startswith("closed 1011")
+    assert [r.split(" (")[0] for r in reasons[1:]] == ["closed 4004", "closed 4004"]
+    (outage,) = stream.outages
+    assert outage.reason.startswith("closed 1011")
+
+
+async def test_a_subscription_refused_on_restore_is_reported_not_fatal() -> None:
+    script = ScriptedServer(["cut", "refuse"])
+    async with fake_server(script) as url:
+        async with cmcstream.connect("k", url, backoff=FAST) as stream:
+            await stream.subscribe("market@crypto_latest_price", crypto_ids=[7])
+            await asyncio.wait_for(script.done.wait(), 10)
+            await asyncio.sleep(0.05)
+            assert stream.state is ConnectionState.OPEN
+            assert stream.subscriptions == []
+            ((item, error),) = stream.errors
+            assert item.params() == {"crypto_ids": 7}
+            assert isinstance(error, exc.InvalidParams)
+
+
 # -- limits -------------------------------------------------------------------------------------
 
 

@@ -588,8 +588,8 @@ class Link:
         outage: Outage | None = None,
         error: BaseException | None = None,
     ) -> None:
-        if state is self.state and outage is None:
-            return
+        if state is self.state and outage is None and state is not ConnectionState.RECONNECTING:
+            return  # every failed reconnect attempt is reported, with its reason
         previous, self.state = self.state, state
         self._host.on_state(StateChange(self.index, state, previous, reason, outage, error))
 
