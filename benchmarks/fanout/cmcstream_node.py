@@ -1,0 +1,82 @@
+"""cmcstream's server for the scenarios that need settings ``cmcstream serve`` has no flag for.
+
+The same :class:`~cmcstream.server.node.Node` that ``cmcstream serve`` runs, built
+from a :class:`~cmcstream.config.ServerConfig` with two fields the command line
+does not expose: ``dex_activity`` (the on-chain swap storm) and the slow-consumer
+``slow_timeout_s`` (so the slow-reader scenario sees its 1011 closes in
+seconds). It prints the same two banner lines as ``serve``, and on SIGUSR1 one
+``STATS {json}`` line with the node's own counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from cmcstream.config import ServerConfig
+from cmcstream.server.keystore import KeyStore
+from cmcstream.server.node import Node
+from cmcstream.server.writer import WriterPolicy
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--start", type=int, default=None)
+    parser.add_argument("--universe-size", type=int, default=5000)
+    parser.add_argument("--idle-timeout", type=float, default=60.0)
+    parser.add_argument("--dex-activity", type=float, default=1.0)
+    parser.add_argument("--slow-timeout", type=float, default=WriterPolicy().slow_timeout_s)
+    return parser.parse_args()
+
+
+async def serve(args: argparse.Namespace) -> None:
+    config = ServerConfig(
+        port=args.port,
+        db_path=args.db,
+        seed=args.seed,
+        speed=args.speed,
+        start_ms=args.start,
+        universe_size=args.universe_size,
+        idle_timeout_s=args.idle_timeout,
+        dex_activity=args.dex_activity,
+        writer=WriterPolicy(slow_timeout_s=args.slow_timeout),
+    )
+    store = KeyStore(config.resolved_db_path)
+    node = Node(config, store)
+    try:
+        await node.start()
+        print(f"cmcstream (benchmark launcher) listening on {node.url}")
+        print("Press Ctrl-C to stop.", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def stats() -> None:
+            conns = [conn for group in node.connections.values() for conn in group]
+            counters = {
+                "slow_closed": node.slow_closed,
+                "slow_now": sum(1 for conn in conns if conn.outbox.slow_since is not None),
+                "pushes": node.hub.pushes,
+                "frames_built": node.hub.frames_built,
+                "connections": len(conns),
+            }
+            sys.stdout.write("STATS " + json.dumps(counters) + "\n")
+            sys.stdout.flush()
+
+        loop.add_signal_handler(signal.SIGUSR1, stats)
+        await node.serve_until(stop)
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(parse_args()))
