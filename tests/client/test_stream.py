@@ -226,26 +226,33 @@ def reset(ws: ServerConnection) -> None:
 
 @pytest.mark.parametrize("cut", ["1011", "reset"])
 async def test_a_connection_cut_mid_stream_recovers(cut: str) -> None:
+    back = asyncio.Event()
+
+    def watch(change: StateChange) -> None:
+        if change.outage is not None:
+            back.set()
+
     async with running_server(speed=100) as node:
-        async with connect(node) as stream:
+        async with connect(node, on_state=watch) as stream:
             await stream.subscribe("market@crypto_latest_price", crypto_ids=list(range(1, 21)))
             await pushes_until(stream, lambda ps: len(ps) >= 20)
+            cut_at = time.time()
             if cut == "1011":
                 for group in list(node.connections.values()):
                     for conn in list(group):
                         conn.close(CloseCode.SEND_FAILURE)
             else:
                 await close_every_connection(node, reset)
-            cut_at = time.time()
-            known = {cid for cid in range(1, 21) if node.engine.knows(cid)}
-            after = await pushes_until(
-                stream,
-                lambda ps: {p.params["crypto_ids"] for p in ps if p.received > cut_at} >= known,
-            )
-            assert after
+            await asyncio.wait_for(back.wait(), 10)
             (outage,) = stream.outages
             assert ("1011" in outage.reason) if cut == "1011" else ("1006" in outage.reason)
             assert outage.end > cut_at
+            known = {cid for cid in range(1, 21) if node.engine.knows(cid)}
+            after = await pushes_until(
+                stream,
+                lambda ps: {p.params["crypto_ids"] for p in ps if p.received > outage.end} >= known,
+            )
+            assert after
             assert node.hub.topic_count == 20
 
 

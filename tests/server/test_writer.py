@@ -33,9 +33,18 @@ class FakeProtocol:
 class FakeScheduler:
     def __init__(self) -> None:
         self.marked: list[Outbox] = []
+        self.registered: list[Outbox] = []
+
+    def register(self, outbox: Outbox) -> None:
+        self.registered.append(outbox)
 
     def mark(self, outbox: Outbox) -> None:
         self.marked.append(outbox)
+
+
+def push(outbox: Outbox, topic: str, frame: bytes, collapsible: bool) -> None:
+    """What the hub does for one subscriber."""
+    outbox.sink(topic, collapsible)(frame)
 
 
 def make(policy: WriterPolicy | None = None) -> tuple[Outbox, FakeTransport, list[Outbox]]:
@@ -54,8 +63,8 @@ def make(policy: WriterPolicy | None = None) -> tuple[Outbox, FakeTransport, lis
 def test_everything_queued_leaves_in_one_write() -> None:
     outbox, transport, _ = make()
     outbox.send(b"ack")
-    outbox.push("t|1", b"p1", True)
-    outbox.push("t|2", b"p2", False)
+    push(outbox, "t|1", b"p1", True)
+    push(outbox, "t|2", b"p2", False)
     assert outbox.flush(0.0) is False
     assert transport.writes == [b"ackp1p2"]
     assert outbox.data_sent == 2
@@ -70,8 +79,8 @@ def test_slow_reader_collapses_latest_values_and_keeps_others_in_order() -> None
     assert outbox.flush(0.0) is False  # nothing queued yet, but now marked slow
     assert outbox.slow_since == 0.0
     for i in range(5):
-        outbox.push("price|1", b"a%d" % i, True)
-        outbox.push("tx|1", b"t%d" % i, False)
+        push(outbox, "price|1", b"a%d" % i, True)
+        push(outbox, "tx|1", b"t%d" % i, False)
     assert outbox.flush(1.0) is True
     assert transport.writes == []
     assert outbox.data_dropped == 4
@@ -86,19 +95,23 @@ def test_slow_reader_collapses_latest_values_and_keeps_others_in_order() -> None
 def test_slow_reader_over_the_hard_cap_fails() -> None:
     outbox, transport, failed = make()
     transport.buffered = 900
-    outbox.push("tx|1", b"x" * 200, False)
+    push(outbox, "tx|1", b"x" * 200, False)
     assert outbox.flush(0.0) is False
     assert failed == [outbox]
     assert outbox.failed
-    outbox.push("tx|1", b"more", False)
+    # Its connection takes it off the hub; anything that still arrives is dropped.
+    push(outbox, "tx|1", b"more", False)
     outbox.send(b"ack")
+    assert outbox.queued_bytes == 4
+    assert outbox.flush(1.0) is False
     assert outbox.queued_bytes == 0
+    assert transport.writes == []
 
 
 def test_slow_reader_for_too_long_fails() -> None:
     outbox, transport, failed = make()
     transport.buffered = 200
-    outbox.push("price|1", b"p", True)
+    push(outbox, "price|1", b"p", True)
     assert outbox.flush(0.0) is True
     assert outbox.flush(4.0) is True
     assert failed == []
@@ -108,7 +121,7 @@ def test_slow_reader_for_too_long_fails() -> None:
 
 def test_nothing_is_written_after_close() -> None:
     outbox, transport, _ = make()
-    outbox.push("t|1", b"p", False)
+    push(outbox, "t|1", b"p", False)
     transport.closing = True
     assert outbox.flush(0.0) is False
     assert transport.writes == []
@@ -118,28 +131,49 @@ def test_nothing_is_written_after_close() -> None:
 async def test_scheduler_flushes_once_per_loop_pass_and_retries_blocked() -> None:
     loop = asyncio.get_running_loop()
     scheduler = FlushScheduler(loop, retry_s=0.01)
-    transport = FakeTransport()
-    outbox = Outbox(
-        transport,  # type: ignore[arg-type]
-        FakeProtocol(),  # type: ignore[arg-type]
-        scheduler,
-        WriterPolicy(soft_limit_bytes=10, hard_limit_bytes=10_000, slow_timeout_s=60),
-        lambda _: None,
-    )
+    slow_changes: list[float | None] = []
+    transports = [FakeTransport(), FakeTransport()]
+    outboxes = [
+        Outbox(
+            transport,  # type: ignore[arg-type]
+            FakeProtocol(),  # type: ignore[arg-type]
+            scheduler,
+            WriterPolicy(soft_limit_bytes=10, hard_limit_bytes=10_000, slow_timeout_s=60),
+            lambda _: None,
+            lambda o: slow_changes.append(o.slow_since),
+        )
+        for transport in transports
+    ]
+    first, second = outboxes
     for i in range(3):
-        outbox.push(f"t|{i}", b"x", False)
+        push(first, f"t|{i}", b"x", False)
+        scheduler.fanout()  # what the hub does after each topic
+    first.send(b"!")  # a reply marks its own outbox
     await asyncio.sleep(0)
-    assert transport.writes == [b"xxx"]
-    transport.buffered = 100
-    outbox.push("t|1", b"y", True)
+    assert transports[0].writes == [b"xxx!"]
+    assert transports[1].writes == []  # nothing queued, nothing written
+    assert first.data_sent == 3
+    transports[0].buffered = 100
+    first.send(b"ack")
     await asyncio.sleep(0)
-    assert transport.writes == [b"xxx"]
-    transport.buffered = 0
+    assert len(slow_changes) == 1  # became slow: the hub is told to swap its sinks
+    assert slow_changes[0] is not None
+    push(first, "t|1", b"y", True)  # the hub now uses the collapsing sink
+    push(first, "t|1", b"z", True)
+    push(second, "t|1", b"z", True)
+    scheduler.fanout()
+    await asyncio.sleep(0)
+    assert transports[0].writes == [b"xxx!"]
+    assert transports[1].writes == [b"z"]  # a slow reader holds back nobody else
+    transports[0].buffered = 0
     event = asyncio.Event()
     loop.call_later(0.05, event.set)
     await event.wait()
-    assert transport.writes == [b"xxx", b"y"]
-    scheduler.forget(outbox)
+    assert transports[0].writes == [b"xxx!", b"ackz"]
+    assert first.data_dropped == 1
+    assert slow_changes[-1] is None  # caught up: told once more
+    for outbox in outboxes:
+        scheduler.forget(outbox)
 
 
 def test_policy_defaults_are_documented() -> None:

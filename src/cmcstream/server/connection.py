@@ -45,6 +45,7 @@ class Connection:
             node.scheduler,
             node.config.writer,
             self._on_overflow,
+            self._on_slow,
         )
         self.last_client = asyncio.get_running_loop().time()
         self.billed_messages = 0
@@ -107,6 +108,9 @@ class Connection:
         # Queued frames go out before the close frame.
         self.outbox.flush(asyncio.get_running_loop().time())
         self.node.spawn(self.ws.close(code, CLOSE_CODES[code].reason))
+
+    def _on_slow(self, outbox: Outbox) -> None:
+        self.node.hub.resink(outbox, self.session.subscriptions)
 
     def _on_overflow(self, outbox: Outbox) -> None:
         logger.info("closing slow connection of key %s…", self.key[:8])

@@ -35,10 +35,13 @@ class Hub:
         # so the producer side builds pushes only for watched topics.
         self._on_watch = on_watch
         self._on_unwatch = on_unwatch
-        self._subscribers: dict[str, dict[Outbox, None]] = {}
+        # Each subscriber of a topic with the sink its pushes go into (Outbox.sink).
+        self._subscribers: dict[str, dict[Outbox, Callable[[bytes], None]]] = {}
         self._by_channel: dict[str, dict[str, Subscription]] = {}
         self.frames_built = 0
         self.pushes = 0
+        # Told once per delivered topic that outboxes have pushes queued.
+        self.on_fanout: Callable[[], None] | None = None
         bus.set_handler(self.deliver)
 
     def add(self, outbox: Outbox, subscriptions: Iterable[Subscription]) -> None:
@@ -50,7 +53,7 @@ class Hub:
                 self._bus.subscribe(sub.topic)
                 if self._on_watch is not None:
                     self._on_watch(sub)
-            subscribers[outbox] = None
+            subscribers[outbox] = outbox.sink(sub.topic, _collapsible(sub.topic))
 
     def remove(self, outbox: Outbox, topics: Iterable[str]) -> None:
         for topic in topics:
@@ -68,6 +71,15 @@ class Hub:
                 self._bus.unsubscribe(topic)
                 if self._on_unwatch is not None:
                     self._on_unwatch(sub)
+
+    def resink(self, outbox: Outbox, topics: Iterable[str]) -> None:
+        """Point ``outbox``'s latest-value topics at its current sinks (its reader
+        became slow, or caught up)."""
+        for topic in topics:
+            if _collapsible(topic):
+                subscribers = self._subscribers.get(topic)
+                if subscribers is not None and outbox in subscribers:
+                    subscribers[outbox] = outbox.sink(topic, True)
 
     def watched(self, channel: str) -> Mapping[str, Subscription]:
         """The topics of ``channel`` that have at least one subscriber here."""
@@ -87,12 +99,18 @@ class Hub:
 
     def deliver(self, topic: str, payload: bytes) -> None:
         """Hand one encoded push to every local subscriber of ``topic``."""
-        subscribers = self._subscribers.get(topic)
-        if not subscribers:
+        sinks = self._subscribers.get(topic)
+        if not sinks:
             return
         frame = text_frame(payload)
         self.frames_built += 1
-        self.pushes += len(subscribers)
-        collapsible = topic.partition("|")[0] in COLLAPSIBLE_CHANNELS
-        for outbox in subscribers:
-            outbox.push(topic, frame, collapsible)
+        self.pushes += len(sinks)
+        # The hot loop: one call per subscriber, straight into its queue.
+        for sink in sinks.values():
+            sink(frame)
+        if self.on_fanout is not None:
+            self.on_fanout()
+
+
+def _collapsible(topic: str) -> bool:
+    return topic.partition("|")[0] in COLLAPSIBLE_CHANNELS

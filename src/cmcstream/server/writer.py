@@ -19,6 +19,7 @@ No other connection ever waits for a slow one: fan-out only appends to queues.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -48,6 +49,12 @@ class WriterPolicy:
 class Outbox:
     """The outbound queue of one connection.
 
+    Fan-out reaches an outbox through a *sink* per topic (:meth:`sink`): for a
+    reader keeping up that is the bound ``append`` of the queue itself, so a
+    push costs one call per subscriber and nothing else; counting and byte
+    accounting wait for the flush. While the reader is slow, the sinks of
+    latest-value topics collapse instead (``on_slow`` tells the hub to swap them).
+
     Args:
         transport: the connection's transport, written to directly.
         protocol: the websockets protocol state, checked so nothing is written
@@ -55,23 +62,25 @@ class Outbox:
         scheduler: flushes every outbox that has something queued.
         policy: the slow-consumer limits.
         on_overflow: called once when the connection must be closed with 1011.
+        on_slow: called when the reader becomes slow and when it catches up.
     """
 
     __slots__ = (
         "_latest",
         "_on_overflow",
-        "_pending",
-        "_pending_bytes",
-        "_pending_data",
+        "_on_slow",
         "_policy",
         "_protocol",
+        "_replies",
         "_scheduler",
         "_transport",
+        "append",
         "data_dropped",
         "data_sent",
         "dirty",
         "failed",
         "last_push",
+        "pending",
         "slow_since",
     )
 
@@ -82,15 +91,18 @@ class Outbox:
         scheduler: FlushScheduler,
         policy: WriterPolicy,
         on_overflow: Callable[[Outbox], None],
+        on_slow: Callable[[Outbox], None] | None = None,
     ) -> None:
         self._transport = transport
         self._protocol = protocol
         self._scheduler = scheduler
         self._policy = policy
         self._on_overflow = on_overflow
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
-        self._pending_data = 0
+        self._on_slow = on_slow
+        # The queue is emptied in place, never replaced: sinks hold its append.
+        self.pending: list[bytes] = []
+        self.append = self.pending.append
+        self._replies = 0  # frames in the queue that are not pushes
         self._latest: dict[str, bytes] = {}
         self.dirty = False
         self.failed = False
@@ -98,34 +110,33 @@ class Outbox:
         self.last_push = 0.0
         self.data_sent = 0
         self.data_dropped = 0
+        scheduler.register(self)
 
     @property
     def queued_bytes(self) -> int:
-        return self._pending_bytes + sum(map(len, self._latest.values()))
+        return sum(map(len, self.pending)) + sum(map(len, self._latest.values()))
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.pending or self._latest)
+
+    def sink(self, topic: str, collapsible: bool) -> Callable[[bytes], None]:
+        """Where pushes of ``topic`` go: the queue, or (slow reader) the newest-per-topic map."""
+        if collapsible and self.slow_since is not None:
+            return functools.partial(self._collapse, topic)
+        return self.append
+
+    def _collapse(self, topic: str, frame: bytes) -> None:
+        if topic in self._latest:
+            self.data_dropped += 1
+        self._latest[topic] = frame
 
     def send(self, frame: bytes) -> None:
         """Queue a reply frame (welcome, ack, pong, error); never collapsed."""
         if self.failed:
             return
-        self._pending.append(frame)
-        self._pending_bytes += len(frame)
-        self._mark()
-
-    def push(self, topic: str, frame: bytes, collapsible: bool) -> None:
-        """Queue a data frame of ``topic``."""
-        if self.failed:
-            return
-        if collapsible and self.slow_since is not None:
-            if topic in self._latest:
-                self.data_dropped += 1
-            self._latest[topic] = frame
-        else:
-            self._pending.append(frame)
-            self._pending_bytes += len(frame)
-            self._pending_data += 1
-        self._mark()
-
-    def _mark(self) -> None:
+        self.pending.append(frame)
+        self._replies += 1
         if not self.dirty:
             self.dirty = True
             self._scheduler.mark(self)
@@ -138,6 +149,7 @@ class Outbox:
         """
         self.dirty = False
         if self.failed:
+            self._clear()
             return False
         transport = self._transport
         if self._protocol.state is not _OPEN or transport.is_closing():
@@ -147,16 +159,21 @@ class Outbox:
         if buffered > self._policy.soft_limit_bytes:
             if self.slow_since is None:
                 self.slow_since = now
+                if self._on_slow is not None:
+                    self._on_slow(self)
             if (
                 buffered + self.queued_bytes > self._policy.hard_limit_bytes
                 or now - self.slow_since > self._policy.slow_timeout_s
             ):
                 self._fail()
                 return False
-            return bool(self._pending or self._latest)
-        self.slow_since = None
-        pending = self._pending
-        data_count = self._pending_data
+            return self.has_work
+        if self.slow_since is not None:
+            self.slow_since = None
+            if self._on_slow is not None:
+                self._on_slow(self)
+        pending = self.pending
+        data_count = len(pending) - self._replies
         if self._latest:
             pending.extend(self._latest.values())
             data_count += len(self._latest)
@@ -164,12 +181,11 @@ class Outbox:
         if not pending:
             return False
         transport.write(b"".join(pending) if len(pending) > 1 else pending[0])
+        pending.clear()
+        self._replies = 0
         if data_count:
             self.data_sent += data_count
             self.last_push = now
-        self._pending = []
-        self._pending_bytes = 0
-        self._pending_data = 0
         return False
 
     def _fail(self) -> None:
@@ -178,27 +194,34 @@ class Outbox:
         self._on_overflow(self)
 
     def _clear(self) -> None:
-        self._pending = []
-        self._pending_bytes = 0
-        self._pending_data = 0
+        self.pending.clear()
+        self._replies = 0
         self._latest.clear()
 
 
 class FlushScheduler:
     """Flushes every outbox with queued frames once per event-loop pass.
 
-    Fan-out only appends; the first append to an idle outbox schedules one
-    flush of all of them, so a tick's pushes to a connection leave together.
-    Outboxes held back by a slow reader are retried every ``retry_s``.
+    Replies mark their outbox; fan-out marks nothing per subscriber and instead
+    tells the scheduler once per topic (:meth:`fanout`), which then flushes
+    every registered outbox that has frames queued. Either way the first
+    mark schedules one flush for the loop pass, so a tick's pushes to a
+    connection leave together. Outboxes held back by a slow reader are
+    retried every ``retry_s``.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, retry_s: float = 0.05) -> None:
         self._loop = loop
         self._retry_s = retry_s
+        self._outboxes: dict[Outbox, None] = {}
         self._dirty: list[Outbox] = []
         self._blocked: set[Outbox] = set()
         self._scheduled = False
+        self._fanout = False
         self._retry: asyncio.TimerHandle | None = None
+
+    def register(self, outbox: Outbox) -> None:
+        self._outboxes[outbox] = None
 
     def mark(self, outbox: Outbox) -> None:
         self._dirty.append(outbox)
@@ -206,11 +229,25 @@ class FlushScheduler:
             self._scheduled = True
             self._loop.call_soon(self.flush)
 
+    def fanout(self) -> None:
+        """Pushes were queued on some outboxes; flush all that have any."""
+        if not self._fanout:
+            self._fanout = True
+            if not self._scheduled:
+                self._scheduled = True
+                self._loop.call_soon(self.flush)
+
     def flush(self) -> None:
+        """Flush now (also called by publishers at the end of a tick, to save a loop pass)."""
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
         now = self._loop.time()
         blocked = self._blocked
+        if self._fanout:
+            self._fanout = False
+            for outbox in dirty:
+                outbox.dirty = False
+            dirty = [outbox for outbox in self._outboxes if outbox.has_work]
         for outbox in dirty:
             if outbox.flush(now):
                 blocked.add(outbox)
@@ -229,5 +266,6 @@ class FlushScheduler:
         self.flush()
 
     def forget(self, outbox: Outbox) -> None:
-        """Drop a closed connection's outbox from the retry set."""
+        """Drop a closed connection's outbox."""
+        self._outboxes.pop(outbox, None)
         self._blocked.discard(outbox)
