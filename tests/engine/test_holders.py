@@ -345,6 +345,56 @@ def test_tag_pnl_follows_a_relabel() -> None:
     assert pnl.spnl is None
 
 
+OTHER = "0x00000000000000000000000000000000000000bb"
+_legs = st.tuples(
+    st.sampled_from([wallet(1), wallet(2), CREATOR]),
+    st.floats(0, 100),  # sold quantity (0: no leg)
+    st.floats(0, 100),  # bought quantity
+    st.one_of(st.none(), st.floats(0.01, 1000)),  # the leg's USD value
+    st.one_of(st.none(), st.floats(0.01, 10)),  # the sold token's new price
+    st.one_of(st.none(), st.floats(0.01, 10)),  # the bought token's
+    st.booleans(),  # which token is sold
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_legs, max_size=40))
+def test_a_swap_books_as_two_prices_and_two_legs(
+    swaps: list[tuple[str, float, float, float | None, float | None, float | None, bool]],
+) -> None:
+    labels = WalletLabeled(chain=BSC, wallet=wallet(1), tags=("kol", "bot"))
+    one_call, by_leg = book_with(listed(), labels), book_with(listed(), labels)
+    for book in (one_call, by_leg):
+        book.watched_wallets.add((BSC, wallet(1)))
+    for i, (trader, sold, bought, usd, p_sold, p_bought, flip) in enumerate(swaps):
+        a, b = (TOKEN, OTHER) if flip else (OTHER, TOKEN)
+        got = one_call.on_swap(BSC, trader, T0 + i, usd, (a, sold, p_sold), (b, bought, p_bought))
+        for token, price in ((a, p_sold), (b, p_bought)):
+            if price is not None:
+                by_leg.set_price(BSC, token, price)
+        want = by_leg.on_trade(BSC, trader, a, -sold, usd, T0 + i)
+        want += by_leg.on_trade(BSC, trader, b, bought, usd, T0 + i)
+        assert got == want
+    assert one_call.statistics() == by_leg.statistics()
+    for token in (TOKEN, OTHER):
+        assert one_call.metrics(BSC, token, T0) == by_leg.metrics(BSC, token, T0)
+
+
+def test_transfers_and_swaps_mark_a_token_changed_until_taken() -> None:
+    book = book_with(listed())
+    assert book.take_changed(BSC, TOKEN) is False  # listing alone moves no holder metric
+    book.on_transfer(transfer(None, wallet(1), ONE))
+    assert book.take_changed(BSC, TOKEN) is True
+    assert book.take_changed(BSC, TOKEN) is False
+    book.on_label(WalletLabeled(chain=BSC, wallet=wallet(1), tags=("whale",)))
+    assert book.take_changed(BSC, TOKEN) is False
+    book.on_transfer(transfer(wallet(1), wallet(1), ONE))  # a self-transfer still counts
+    assert book.take_changed(BSC, TOKEN) is True
+    book.on_swap(BSC, wallet(2), T0, None, (TOKEN, 0.0, None), (OTHER, 0.0, None))
+    assert book.take_changed(BSC, TOKEN) is True  # even a swap that books nothing
+    assert book.take_changed(BSC, "0x" + "9" * 40) is False
+
+
 # -- wallet updates -------------------------------------------------------------------------
 
 

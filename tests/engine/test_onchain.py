@@ -237,3 +237,81 @@ def test_unknown_addresses_are_harmless() -> None:
     assert engine.apply(Transfer(14, 1, T0, "0x2", "0x" + "7" * 40, ALICE, BOB, 5)) == []
     assert [t for t, _ in engine.advance(T0 + 120_000) if t == topic] == []
     assert engine.statistics()["unknown"] >= 1
+
+
+def trading(engine: OnchainEngine, count: int) -> list[Swap]:
+    """Buys and sells of MEME through both its pools, several a second, two traders."""
+    swaps = []
+    for i in range(count):
+        ts = T0 + 137 * i
+        trader = ALICE if i % 3 else BOB
+        if i % 4 == 3:
+            swap = Swap(14, 3, ts, f"0xs{i}", P_MEME, trader, trader, MEME, WBNB, 2000 * E18, 0, i)
+        elif i % 5 == 4:
+            swap = Swap(14, 3, ts, f"0xu{i}", P_MEME2, trader, trader, USDT, MEME, 5 * E18, 0, i)
+        else:
+            swap = buy_meme(0.01 * (1 + i % 7), ts, trader=trader, log=i)
+        swaps.append(priced(engine, swap))
+    return swaps
+
+
+def test_when_the_engine_is_read_changes_no_number() -> None:
+    # Trades are folded a second at a time, and before every read: reading after each
+    # swap (mid-second) or only at the end must give the same windows and candles.
+    often, once = world(), world()
+    topics = [
+        watch(engine, "onchain@kline", address=MEME, interval="5s") for engine in (often, once)
+    ]
+    klines: list[list[Any]] = [[], []]
+    for swap in trading(often, 200):
+        often.apply(swap)
+        once.apply(swap)
+        klines[0] += [p for t, p in often.advance(swap.ts) if t == topics[0]]
+        meme = often.token(14, MEME)
+        assert meme is not None
+        often.token_metric(meme, swap.ts)
+    end = T0 + 200 * 137 + 10_000
+    klines[0] += [p for t, p in often.advance(end) if t == topics[0]]
+    klines[1] += [p for t, p in once.advance(end) if t == topics[1]]
+    assert len(klines[0]) > 3
+    assert klines[0] == klines[1]
+    metrics = []
+    for engine in (often, once):
+        meme, pool = engine.token(14, MEME), engine.pool(14, P_MEME)
+        assert meme is not None
+        assert pool is not None
+        metrics.append((engine.token_metric(meme, end), engine.pool_metric(pool, end)))
+    assert metrics[0] == metrics[1]
+    token_metric = metrics[0][0]
+    assert token_metric.sts[0].txs > 0
+
+
+def test_swaps_reach_a_topic_watched_before_its_token_was_listed() -> None:
+    late = "0x" + "a" * 40
+    engine = world()
+    topic = watch(engine, "onchain@transaction", address=late)
+    engine.apply(TokenListed(14, late, "LATE", "Late", 18, 10**9 * E18))
+    engine.apply(PoolCreated(14, 1, T0, "0xc4", "0x" + "b" * 40, "pancakeswap-v2", late, WBNB))
+    add = LiquidityChanged(14, 1, T0, "0xa4", "0x" + "b" * 40, "add", DEV, DEV, E18, E18, 1)
+    engine.apply(add)
+    swap = Swap(14, 2, T0 + 1, "0xt", "0x" + "b" * 40, BOB, BOB, WBNB, late, E18 // 10, 10**16)
+    assert [t for t, _ in engine.apply(swap)] == [topic]
+    spec = REG.get("onchain@transaction")
+    assert spec is not None
+    (sub,) = REG.normalize(spec, {"platform_id": 14, "address": late})
+    engine.unwatch(sub)
+    assert engine.apply(swap) == []
+
+
+def test_holder_metrics_are_pushed_when_a_transfer_or_swap_touched_the_token() -> None:
+    engine = world()
+    topic = watch(engine, "onchain@holders_metrics", address=MEME)
+    assert len([t for t, _ in engine.advance(T0) if t == topic]) == 5
+    assert engine.advance(T0 + 5000) == []  # nothing happened to MEME
+    engine.apply(Transfer(14, 2, T0 + 5001, "0x9", MEME, DEV, ALICE, E18))
+    assert len(engine.advance(T0 + 5002)) == 5
+    engine.apply(priced(engine, buy_meme(0.1, T0 + 5100)))
+    assert engine.advance(T0 + 5500) == []  # within the period: held back, not dropped
+    assert len(engine.advance(T0 + 6002)) == 5
+    engine.apply(TokenListed(14, MEME, "MEME", "Meme", 18, 10**9 * E18, creator=DEV))
+    assert engine.advance(T0 + 9000) == []  # restating a listing moves no holder

@@ -1,14 +1,17 @@
 """Per-second trade buckets of one token, from which every candle and unique-trader count is cut.
 
-A swap updates one one-second bucket (open, high, low, close, USD volume and
-the set of traders), whatever the number of intervals clients watch. When an
-interval closes, its candle is aggregated from the seconds it spans, so a
-``1s`` and a ``30m`` kline cost the same per swap. Intervals longer than the
-ring (``1h``, ``4h``, ``1d`` unique traders) keep their own trader sets.
+Each second of swaps (a :class:`~cmcstream.engine.trades.TradeRun`) updates one
+one-second bucket (open, high, low, close, USD volume and the set of traders),
+whatever the number of intervals clients watch. When an interval closes, its
+candle is aggregated from the seconds it spans, so a ``1s`` and a ``30m`` kline
+cost the same per swap. Intervals longer than the ring (``1h``, ``4h``, ``1d``
+unique traders) keep their own trader sets.
 """
 
 from __future__ import annotations
 
+from cmcstream.engine.numeric import add_up
+from cmcstream.engine.trades import TradeRun
 from cmcstream.engine.units import SECOND_MS
 
 __all__ = ["LongTraders", "SecondBuckets"]
@@ -33,28 +36,30 @@ class SecondBuckets:
         self._head = -1
         self.last_price: float | None = None
 
-    def add(self, ts: int, price: float, usd: float, trader: str) -> None:
-        """Record one included swap of the token at ``price`` (USD)."""
-        sec = ts // SECOND_MS
+    def add(self, run: TradeRun) -> None:
+        """Record one second of included swaps of the token (prices in USD)."""
+        sec = run.ts // SECOND_MS
         slot = sec % RING_SECONDS
+        prices = run.prices
         if self._sec[slot] != sec:
             self._sec[slot] = sec
-            self._o[slot] = self._h[slot] = self._l[slot] = price
-            self._vu[slot] = 0.0
-            self._traders[slot] = {trader}
+            self._o[slot] = prices[0]
+            self._h[slot] = run.high
+            self._l[slot] = run.low
+            self._vu[slot] = add_up(run.usd, 0.0)
+            self._traders[slot] = run.traders.copy()
         else:
-            if price > self._h[slot]:
-                self._h[slot] = price
-            if price < self._l[slot]:
-                self._l[slot] = price
+            self._h[slot] = run.highest(self._h[slot])
+            self._l[slot] = run.lowest(self._l[slot])
+            self._vu[slot] = add_up(run.usd, self._vu[slot])
             traders = self._traders[slot]
             assert traders is not None
-            traders.add(trader)
-        self._c[slot] = price
-        self._vu[slot] += usd
+            traders |= run.traders
+        last = prices[-1]
+        self._c[slot] = last
         if sec >= self._head:
             self._head = sec
-            self.last_price = price
+            self.last_price = last
 
     def _seconds(self, start_ms: int, length_ms: int) -> list[int]:
         first = start_ms // SECOND_MS
@@ -110,14 +115,16 @@ class LongTraders:
         self.length_ms = length_ms
         self._sets: dict[int, set[str]] = {}
 
-    def add(self, ts: int, trader: str) -> None:
+    def add(self, run: TradeRun) -> None:
+        """Count the traders of one second of swaps."""
+        ts = run.ts
         start = ts - ts % self.length_ms
         bucket = self._sets.get(start)
         if bucket is None:
             bucket = self._sets[start] = set()
             for old in [k for k in self._sets if k < start - self.length_ms]:
                 del self._sets[old]
-        bucket.add(trader)
+        bucket |= run.traders
 
     def unique(self, start_ms: int) -> int:
         return len(self._sets.get(start_ms, ()))

@@ -101,6 +101,7 @@ class _Token:
         "balances",
         "burned",
         "chain",
+        "changed",
         "creator",
         "decimals",
         "held",
@@ -135,6 +136,7 @@ class _Token:
         self.tag_holders = [0] * _NTAGS
         self.tag_raw = [0] * _NTAGS  # raw balance per tag
         self.price: float | None = None  # USD per token
+        self.changed = False  # a transfer or swap touched it since take_changed()
         self.positions: dict[str, _Position] = {}
         self.tag_traders = [0] * _NTAGS  # tagged wallets with a position record
         self.tag_qty = [0.0] * _NTAGS
@@ -266,6 +268,7 @@ class HolderBook:
         if tok is None or not tok.listed:
             self._unknown_token += 1
             return []
+        tok.changed = True
         amount = ev.amount
         sender, receiver = ev.sender, ev.receiver
         if amount <= 0:
@@ -277,7 +280,8 @@ class HolderBook:
             if sender is None or (chain, sender) not in self.watched_wallets:
                 return []
             return self._wallet_side(tok, ev, sender, 0, None)
-        tags = self._tags.get(chain, _EMPTY)
+        tags = self._tags.get(chain)
+        creator = tok.creator
         balances = tok.balances
         sender_change = receiver_change = 0  # +1 a position opened, -1 it closed
         spot: int | None = None  # when the sender's closed position had opened
@@ -285,19 +289,21 @@ class HolderBook:
             tok.minted += amount
         else:
             before = balances.get(sender, 0)
-            taken = amount if amount <= before else before
-            if taken < amount:
-                self._overdrafts += 1
-            if taken:
-                tok.held -= taken
-                if taken == before:
+            if amount < before:
+                balances[sender] = before - amount
+                taken = amount
+            else:  # the whole balance goes, and more than it if history is partial
+                taken = before
+                if amount > before:
+                    self._overdrafts += 1
+                if before:
                     del balances[sender]
                     spot = tok.opened.pop(sender, None)
                     sender_change = -1
-                else:
-                    balances[sender] = before - taken
-                mask = tags.get(sender, 0)
-                if sender == tok.creator:
+            if taken:
+                tok.held -= taken
+                mask = tags.get(sender, 0) if tags else 0
+                if sender == creator:
                     mask |= _DEV
                 if mask:
                     tag_raw, tag_holders = tok.tag_raw, tok.tag_holders
@@ -313,8 +319,8 @@ class HolderBook:
             if not before:
                 tok.opened[receiver] = ev.ts
                 receiver_change = 1
-            mask = tags.get(receiver, 0)
-            if receiver == tok.creator:
+            mask = tags.get(receiver, 0) if tags else 0
+            if receiver == creator:
                 mask |= _DEV
             if mask:
                 tag_raw, tag_holders = tok.tag_raw, tok.tag_holders
@@ -360,17 +366,94 @@ class HolderBook:
         self._trades += 1
         if not qty:
             return []
-        tok = self._token(chain, token)
+        tok = self._tokens.get((chain, token)) or self._token(chain, token)
+        tok.changed = True
+        watched = self.watched_wallets
+        tags = self._tags.get(chain, _EMPTY)
+        return self._leg(
+            tok, chain, wallet, qty, usd, ts, tags.get(wallet, 0), (chain, wallet) in watched
+        )
+
+    def on_swap(
+        self,
+        chain: int,
+        wallet: str,
+        ts: int,
+        usd: float | None,
+        sold: tuple[str, float, float | None],
+        bought: tuple[str, float, float | None],
+    ) -> list[WalletUpdate]:
+        """Both legs of one swap: set the two tokens' prices, then book the sale and the buy.
+
+        The same as :meth:`set_price` for each token with a price, then
+        :meth:`on_trade` with ``-quantity`` of ``sold`` and ``+quantity`` of
+        ``bought``, in one call (a swap is the engine's commonest event).
+
+        Args:
+            chain: CoinMarketCap platform id.
+            wallet: the trader.
+            ts: epoch ms of the swap.
+            usd: USD value of each leg, or ``None`` when unknown.
+            sold: ``(token, quantity, price)`` of the token the wallet gave:
+                quantity in token units (positive), price in USD after the swap or
+                ``None`` to keep the last one.
+            bought: the same for the token the wallet got.
+
+        Returns:
+            The ``pnl_stats`` of each booked leg, sale first, if the wallet is watched.
+        """
+        tokens = self._tokens
+        sold_token, sold_qty, sold_price = sold
+        bought_token, bought_qty, bought_price = bought
+        sold_tok = tokens.get((chain, sold_token))
+        if sold_tok is None and (sold_qty or sold_price is not None):
+            sold_tok = self._token(chain, sold_token)
+        bought_tok = tokens.get((chain, bought_token))
+        if bought_tok is None and (bought_qty or bought_price is not None):
+            bought_tok = self._token(chain, bought_token)
+        if sold_tok is not None:
+            sold_tok.changed = True  # its tag PnL moves with the price, even without a leg
+            if sold_price is not None:
+                sold_tok.price = sold_price
+        if bought_tok is not None:
+            bought_tok.changed = True
+            if bought_price is not None:
+                bought_tok.price = bought_price
+        self._trades += 2
+        tags = self._tags.get(chain)
+        mask = tags.get(wallet, 0) if tags else 0
+        watched = self.watched_wallets
+        is_watched = bool(watched) and (chain, wallet) in watched
+        out: list[WalletUpdate] = []
+        if sold_tok is not None and sold_qty:
+            out += self._leg(sold_tok, chain, wallet, -sold_qty, usd, ts, mask, is_watched)
+        if bought_tok is not None and bought_qty:
+            out += self._leg(bought_tok, chain, wallet, bought_qty, usd, ts, mask, is_watched)
+        return out
+
+    def _leg(
+        self,
+        tok: _Token,
+        chain: int,
+        wallet: str,
+        qty: float,
+        usd: float | None,
+        ts: int,
+        mask: int,
+        watched: bool,
+    ) -> list[WalletUpdate]:
+        """Book a non-zero leg (see :meth:`on_trade`); ``mask`` holds the wallet's tags."""
         price = tok.price
         if usd is None:
             if price is None:
                 self._unpriced += 1
                 return []
             usd = abs(qty) * price
-        pos = tok.positions.get(wallet)
+        positions = tok.positions
+        pos = positions.get(wallet)
         new = pos is None
         if pos is None:
-            pos = tok.positions[wallet] = _Position()
+            pos = positions[wallet] = _Position()
         if qty > 0:
             d_qty, d_cost, d_realized = qty, usd, 0.0
             pos.qty += qty
@@ -388,21 +471,22 @@ class HolderBook:
                 pos.cost += d_cost
             d_realized = usd + d_cost
             pos.realized += d_realized
-        mask = tok.mask(self._tags.get(chain, _EMPTY), wallet)
+        if wallet == tok.creator:
+            mask |= _DEV
         if mask:
             for i in _INDICES[mask]:
                 tok.tag_traders[i] += new
                 tok.tag_qty[i] += d_qty
                 tok.tag_cost[i] += d_cost
                 tok.tag_realized[i] += d_realized
-        if (chain, wallet) not in self.watched_wallets:
+        if not watched:
             return []
         return [
             PnlStats(
                 pid=chain,
                 wa=wallet,
                 ts=ts,
-                a=token,
+                a=tok.address,
                 rpnl=pos.realized,
                 upnl=pos.qty * price - pos.cost if price is not None else None,
             )
@@ -438,7 +522,8 @@ class HolderBook:
 
     def set_price(self, chain: int, token: str, usd: float) -> None:
         """The token's latest USD price, for unrealized PnL and ``tag_pnl``."""
-        self._token(chain, token).price = usd
+        tok = self._tokens.get((chain, token)) or self._token(chain, token)
+        tok.price = usd
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -519,6 +604,17 @@ class HolderBook:
                 smab=balance[6],
             ),
         ]
+
+    def take_changed(self, chain: int, token: str) -> bool:
+        """Whether a transfer or swap touched the token since the last call (and reset that).
+
+        The engine pushes ``holders_metrics`` only for tokens this says changed.
+        """
+        tok = self._tokens.get((chain, token))
+        if tok is None or not tok.changed:
+            return False
+        tok.changed = False
+        return True
 
     def holder_count(self, chain: int, token: str) -> int:
         """Wallets holding a positive balance of the token (0 for an unknown token)."""

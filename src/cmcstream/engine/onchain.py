@@ -24,6 +24,10 @@ Every number is computed here, from events only:
   (so consecutive candles are exactly one interval apart).
 - **Rolling windows** are bucketed counters with exact sliding distinct counts
   (:mod:`cmcstream.engine.windows`).
+- Candles, trader counts and windows take an included swap a second at a time:
+  each token and pool tapes its trades and folds the second when the next one
+  starts or before it is read (:mod:`cmcstream.engine.trades`); prices,
+  reserves and holders move with every event.
 - **Holders** live in :class:`~cmcstream.engine.holders.HolderBook`.
 
 Only watched identities cost payload work: a push is built only for a topic
@@ -51,10 +55,11 @@ from cmcstream.engine.events import (
     WalletLabeled,
 )
 from cmcstream.engine.holders import HolderBook
-from cmcstream.engine.numeric import units
+from cmcstream.engine.numeric import scale, units
 from cmcstream.engine.tokens import ReferenceToken, reference_token
+from cmcstream.engine.trades import Tape
 from cmcstream.engine.units import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
-from cmcstream.engine.windows import RollingWindow, WindowTotals
+from cmcstream.engine.windows import RollingWindows, WindowTotals
 from cmcstream.protocol.channels import Subscription, make_topic
 from cmcstream.protocol.payloads import (
     Kline,
@@ -109,22 +114,50 @@ _WALLET = "onchain@holder_wallet_update"
 SOLANA: Final = 16
 
 
+@dataclass(slots=True)
+class _Coalesced:
+    """A metric identity's push state: pushed at most once per period, only when changed.
+
+    Every token and pool keeps one per metric channel. Swaps mark the token and
+    pool metrics changed whether or not anyone watches (cheaper than asking); the
+    holder book tracks holder changes itself
+    (:meth:`~cmcstream.engine.holders.HolderBook.take_changed`). :meth:`watch`
+    starts a state afresh.
+    """
+
+    topic: str
+    last_push: int = -(10**15)
+    dirty: bool = True
+
+    def watch(self, topic: str) -> None:
+        """Start pushing to ``topic``: at the next chance, then once per period."""
+        self.topic = topic
+        self.last_push = -(10**15)
+        self.dirty = True
+
+
 class _Token:
     __slots__ = (
         "address",
         "agg_topic",
         "chain",
+        "cmc_id",
         "decimals",
+        "holders_state",
         "holders_topic",
         "liq_topic",
         "long_traders",
+        "metric_state",
         "metric_topic",
         "pools",
         "price",
         "ref",
+        "scale",
         "seconds",
         "supply_raw",
+        "swap_pushes",
         "symbol",
+        "tape",
         "tx_topic",
         "windows",
     )
@@ -134,26 +167,56 @@ class _Token:
         self.address = ev.address
         self.symbol = ev.symbol
         self.decimals = ev.decimals
+        self.scale = scale(ev.decimals)  # raw / scale = units(raw, decimals)
         self.supply_raw = ev.total_supply
         self.ref: ReferenceToken | None = reference_token(ev.chain, ev.address)
+        self.cmc_id = self.ref.cmc_id if self.ref is not None else None
         self.pools: list[_Pool] = []
         self.price: float | None = None  # last included price, USD
+        self.tape = Tape()
         self.seconds = SecondBuckets()
         self.long_traders = {name: LongTraders(INTERVAL_MS[name]) for name in _LONG_INTERVALS}
-        self.windows = [(name, RollingWindow(length)) for name, length in TOKEN_WINDOWS]
+        self.windows = RollingWindows([length for _, length in TOKEN_WINDOWS])
         self.tx_topic = make_topic(_TX, ev.chain, ev.address)
         self.agg_topic = make_topic(_AGG, ev.chain, ev.address)
         self.liq_topic = make_topic(_LIQ, ev.chain, ev.address)
         self.metric_topic = make_topic(_TOKEN_METRIC, ev.chain, ev.address)
         self.holders_topic = make_topic(_HOLDERS, ev.chain, ev.address)
+        self.metric_state = _Coalesced(self.metric_topic)
+        self.holders_state = _Coalesced(self.holders_topic)
+        self.swap_pushes = False  # whether its swaps are pushed at once (see OnchainEngine.watch)
 
     @property
     def quote_rank(self) -> int:
         return self.ref.quote_rank if self.ref is not None else 99
 
+    def fold(self) -> None:
+        """Count the taped trades in the candles, trader counts and windows."""
+        run = self.tape.take()
+        if run is not None:
+            self.seconds.add(run)
+            for counter in self.long_traders.values():
+                counter.add(run)
+            self.windows.add(run)
+
 
 class _Pool:
-    __slots__ = ("address", "chain", "dex", "metric_topic", "r0", "r1", "t0", "t1", "windows")
+    __slots__ = (
+        "address",
+        "base",
+        "base_index",
+        "chain",
+        "dex",
+        "metric_state",
+        "metric_topic",
+        "quote",
+        "r0",
+        "r1",
+        "t0",
+        "t1",
+        "tape",
+        "windows",
+    )
 
     def __init__(self, ev: PoolCreated, t0: _Token, t1: _Token) -> None:
         self.chain = ev.chain
@@ -163,13 +226,20 @@ class _Pool:
         self.t1 = t1
         self.r0 = 0
         self.r1 = 0
-        self.windows = [(name, RollingWindow(length)) for name, length in POOL_WINDOWS]
+        # The non-quote side: the one whose quote preference is lower (0 on a tie).
+        # A token's preference is fixed when it is listed, so a pool's sides are too.
+        self.base_index = 1 if t1.quote_rank > t0.quote_rank else 0
+        self.base, self.quote = (t0, t1) if self.base_index == 0 else (t1, t0)
+        self.tape = Tape()
+        self.windows = RollingWindows([length for _, length in POOL_WINDOWS])
         self.metric_topic = make_topic(_POOL_METRIC, ev.chain, ev.pool)
+        self.metric_state = _Coalesced(self.metric_topic)
 
-    @property
-    def base_index(self) -> int:
-        """The non-quote side: the one whose quote preference is lower (0 on a tie)."""
-        return 1 if self.t1.quote_rank > self.t0.quote_rank else 0
+    def fold(self) -> None:
+        """Count the taped trades in the windows."""
+        run = self.tape.take()
+        if run is not None:
+            self.windows.add(run)
 
 
 @dataclass(slots=True)
@@ -182,15 +252,6 @@ class _Interval:
     name: str
     next_close: int
     last_close: float | None = None
-
-
-@dataclass(slots=True)
-class _Coalesced:
-    """A watched metric identity: pushed at most once per period, only when changed."""
-
-    topic: str
-    last_push: int = -(10**15)
-    dirty: bool = True
 
 
 class OnchainEngine:
@@ -226,6 +287,19 @@ class OnchainEngine:
         self._token_metrics: dict[str, tuple[_Token, _Coalesced]] = {}
         self._pool_metrics: dict[str, tuple[_Pool, _Coalesced]] = {}
         self._holder_metrics: dict[str, tuple[_Token, _Coalesced]] = {}
+        self._wallet_topics: dict[tuple[int, str], str] = {}  # of the wallets pushed to
+        self._swap_topics: dict[str, _Token] = {}  # transaction and token_agg_event topics
+        # Tokens and pools with taped trades, in the order they got them (an ordered set).
+        self._unfolded: dict[_Token | _Pool, None] = {}
+        self._handlers: dict[type, Callable[[Any], list[Update]]] = {
+            Swap: self._swap,
+            Transfer: self._transfer,
+            NativeBalanceChanged: self._native,
+            LiquidityChanged: self._liquidity,
+            TokenListed: self._token_listed,
+            PoolCreated: self._pool_created,
+            WalletLabeled: self._wallet_labeled,
+        }
         self.swaps = 0
         self.excluded = 0
         self.unknown = 0
@@ -244,8 +318,8 @@ class OnchainEngine:
         A token that has liquidity but no included swap yet is worth what its
         deepest pool against a priced token implies.
         """
-        if token.ref is not None:
-            return self._quote_price(token.ref.cmc_id)
+        if token.cmc_id is not None:
+            return self._quote_price(token.cmc_id)
         if token.price is not None:
             return token.price
         best: tuple[int, float] | None = None
@@ -268,14 +342,14 @@ class OnchainEngine:
         other_usd = self.usd(other_token)
         if other_usd is None:
             return None
-        ratio = units(other, other_token.decimals) / units(mine, token.decimals)
+        ratio = (other / other_token.scale) / (mine / token.scale)
         return ratio * other_usd
 
     def pool_liquidity(self, pool: _Pool) -> float | None:
         """A pool's USD value; a side of unknown price counts as much as the other."""
         u0, u1 = self.usd(pool.t0), self.usd(pool.t1)
-        v0 = units(pool.r0, pool.t0.decimals) * u0 if u0 is not None else None
-        v1 = units(pool.r1, pool.t1.decimals) * u1 if u1 is not None else None
+        v0 = pool.r0 / pool.t0.scale * u0 if u0 is not None else None
+        v1 = pool.r1 / pool.t1.scale * u1 if u1 is not None else None
         if v0 is None and v1 is None:
             return None
         if v0 is None or v1 is None:
@@ -305,6 +379,7 @@ class OnchainEngine:
     def watch(self, sub: Subscription, now_ms: int) -> None:
         """Start producing pushes for ``sub``; the node calls it on a topic's first subscriber."""
         self.watched.add(sub.topic)
+        self._watch_swaps(sub.topic)
         params = sub.params
         chain = params["platform_id"]
         assert isinstance(chain, int)
@@ -314,7 +389,8 @@ class OnchainEngine:
         if sub.channel == _POOL_METRIC:
             pool = self._pools.get((chain, str(params["pool_address"])))
             if pool is not None:
-                self._pool_metrics[sub.topic] = (pool, _Coalesced(sub.topic))
+                pool.metric_state.watch(sub.topic)
+                self._pool_metrics[sub.topic] = (pool, pool.metric_state)
             return
         token = self._tokens.get((chain, str(params["address"])))
         if token is None:
@@ -325,13 +401,16 @@ class OnchainEngine:
             start = now_ms - now_ms % length
             self._intervals[sub.topic] = _Interval(sub.topic, token, length, name, start + length)
         elif sub.channel == _TOKEN_METRIC:
-            self._token_metrics[sub.topic] = (token, _Coalesced(sub.topic))
+            token.metric_state.watch(sub.topic)
+            self._token_metrics[sub.topic] = (token, token.metric_state)
         elif sub.channel == _HOLDERS:
-            self._holder_metrics[sub.topic] = (token, _Coalesced(sub.topic))
+            token.holders_state.watch(sub.topic)
+            self._holder_metrics[sub.topic] = (token, token.holders_state)
 
     def unwatch(self, sub: Subscription) -> None:
         """Stop producing pushes for ``sub`` (its last subscriber left)."""
         self.watched.discard(sub.topic)
+        self._watch_swaps(sub.topic)
         if sub.channel == _WALLET:
             chain = sub.params["platform_id"]
             assert isinstance(chain, int)
@@ -345,34 +424,52 @@ class OnchainEngine:
 
     def apply(self, event: DexEvent) -> list[Update]:
         """Fold one raw event in; return the pushes it triggers immediately."""
-        if isinstance(event, Swap):
-            return self._swap(event)
-        if isinstance(event, Transfer):
-            return self._transfer(event)
-        if isinstance(event, LiquidityChanged):
-            return self._liquidity(event)
-        if isinstance(event, NativeBalanceChanged):
-            return self._wallet_updates(self.holders.on_native(event))
-        if isinstance(event, TokenListed):
-            key = (event.chain, event.address)
-            if key not in self._tokens:
-                self._tokens[key] = _Token(event)
-            self.holders.on_token(event)
-            return []
-        if isinstance(event, PoolCreated):
-            self._pool_created(event)
-            return []
-        if isinstance(event, WalletLabeled):
-            self.holders.on_label(event)
-            return []
-        raise TypeError(f"not a DEX event: {type(event).__name__}")  # pragma: no cover
+        try:
+            handler = self._handlers[type(event)]
+        except KeyError:
+            handler = self._handler_of(type(event))
+        return handler(event)
 
-    def _pool_created(self, ev: PoolCreated) -> None:
+    def _handler_of(self, kind: type) -> Callable[[Any], list[Update]]:
+        """The handler of a subclass of an event type, remembered for the next one."""
+        for base, handler in list(self._handlers.items()):
+            if issubclass(kind, base):
+                self._handlers[kind] = handler
+                return handler
+        raise TypeError(f"not a DEX event: {kind.__name__}")
+
+    def _watch_swaps(self, topic: str) -> None:
+        # Most swaps concern tokens nobody watches the swaps of: one flag per token
+        # tells the swap path so, instead of a lookup per topic per swap.
+        token = self._swap_topics.get(topic)
+        if token is not None:
+            watched = self.watched
+            token.swap_pushes = token.tx_topic in watched or token.agg_topic in watched
+
+    def _token_listed(self, ev: TokenListed) -> list[Update]:
+        key = (ev.chain, ev.address)
+        if key not in self._tokens:
+            token = self._tokens[key] = _Token(ev)
+            for topic in (token.tx_topic, token.agg_topic):
+                self._swap_topics[topic] = token
+                self._watch_swaps(topic)
+        self.holders.on_token(ev)
+        return []
+
+    def _wallet_labeled(self, ev: WalletLabeled) -> list[Update]:
+        self.holders.on_label(ev)
+        return []
+
+    def _native(self, ev: NativeBalanceChanged) -> list[Update]:
+        updates = self.holders.on_native(ev)
+        return self._wallet_updates(updates) if updates else []
+
+    def _pool_created(self, ev: PoolCreated) -> list[Update]:
         t0 = self._tokens.get((ev.chain, ev.token0))
         t1 = self._tokens.get((ev.chain, ev.token1))
         if t0 is None or t1 is None or (ev.chain, ev.pool) in self._pools:
             self.unknown += 1
-            return
+            return []
         pool = _Pool(ev, t0, t1)
         self._pools[(ev.chain, ev.pool)] = pool
         t0.pools.append(pool)
@@ -380,28 +477,33 @@ class OnchainEngine:
         # A subscriber may have asked for the pool before it existed.
         topic = pool.metric_topic
         if topic in self.watched and topic not in self._pool_metrics:
-            self._pool_metrics[topic] = (pool, _Coalesced(topic))
+            self._pool_metrics[topic] = (pool, pool.metric_state)
+        return []
 
     def _swap(self, ev: Swap) -> list[Update]:
-        pool = self._pools.get((ev.chain, ev.pool))
+        chain = ev.chain
+        pool = self._pools.get((chain, ev.pool))
         if pool is None:
             self.unknown += 1
             return []
         self.swaps += 1
         t0, t1 = pool.t0, pool.t1
+        amount_in, amount_out = ev.amount_in, ev.amount_out
         in0 = ev.token_in == t0.address
         if in0:
-            pool.r0 += ev.amount_in
-            pool.r1 -= ev.amount_out
-            a0, a1 = units(ev.amount_in, t0.decimals), units(ev.amount_out, t1.decimals)
+            pool.r0 += amount_in
+            pool.r1 -= amount_out
+            a0, a1 = amount_in / t0.scale, amount_out / t1.scale
         else:
-            pool.r1 += ev.amount_in
-            pool.r0 -= ev.amount_out
-            a0, a1 = units(ev.amount_out, t0.decimals), units(ev.amount_in, t1.decimals)
+            pool.r1 += amount_in
+            pool.r0 -= amount_out
+            a0, a1 = amount_out / t0.scale, amount_in / t1.scale
         base_i = pool.base_index
-        base, quote = (t0, t1) if base_i == 0 else (t1, t0)
+        base, quote = pool.base, pool.quote
         a_base, a_quote = (a0, a1) if base_i == 0 else (a1, a0)
-        quote_usd = self.usd(quote)
+        # A reference quote is worth the market's price, read once for the whole swap.
+        market = self._quote_price(quote.cmc_id) if quote.cmc_id is not None else None
+        quote_usd = market if quote.cmc_id is not None else self.usd(quote)
         base_usd: float | None = None
         vu: float | None = None
         if quote_usd is not None and a_base > 0:
@@ -422,23 +524,74 @@ class OnchainEngine:
             if ratio > self.outlier_ratio or ratio * self.outlier_ratio < 1:
                 txtp = TXTP_OUTLIER
         excluded = txtp != TXTP_NORMAL
-        t0pu, t1pu = (base_usd, quote_usd) if base_i == 0 else (quote_usd, base_usd)
+        ts, trader = ev.ts, ev.trader
         out: list[Update] = []
         if not excluded:
+            # Included means priced: both branches above that set ``vu`` set both prices.
             assert vu is not None
-            if base_usd is not None:
-                base.price = base_usd
-            self._record(base, ev.ts, bought_base, vu, a_base, ev.trader, base_usd)
-            self._record(quote, ev.ts, not bought_base, vu, a_quote, ev.trader, quote_usd)
-            for _, window in pool.windows:
-                window.add(ev.ts, bought_base, vu, a_base, ev.trader, base_usd)
-            self._touch_pool(pool)
+            assert base_usd is not None
+            assert quote_usd is not None
+            base.price = base_usd
+            second = ts // SECOND_MS
+            base_trade = (bought_base, vu, a_base, trader, base_usd)
+            tapes: tuple[tuple[_Token | _Pool, tuple[bool, float, float, str, float]], ...] = (
+                (base, base_trade),
+                (quote, (not bought_base, vu, a_quote, trader, quote_usd)),
+                (pool, base_trade),
+            )
+            for entity, trade in tapes:
+                tape = entity.tape
+                if tape.second != second:
+                    self._new_second(entity, second)
+                tape.trades += trade
+            base.metric_state.dirty = quote.metric_state.dirty = True
+            pool.metric_state.dirty = True
         else:
             self.excluded += 1
+        if t0.swap_pushes or t1.swap_pushes:
+            out += self._swap_pushes(ev, pool, in0, a0, a1, base_usd, quote_usd, vu, txtp)
+        # Holder PnL: the trader sold one token and bought the other, valued at the
+        # prices this swap set (so unrealized PnL is never a swap behind): ``usd`` of
+        # each side, without asking again for the market's price or the one just set.
+        p_quote = market if quote.cmc_id is not None else self.usd(quote)
+        if base.cmc_id is None and base.price is not None:
+            p_base: float | None = base.price
+        else:
+            p_base = self.usd(base)
+        p0, p1 = (p_base, p_quote) if base_i == 0 else (p_quote, p_base)
+        if in0:
+            sold, bought = (t0.address, a0, p0), (t1.address, a1, p1)
+        else:
+            sold, bought = (t1.address, a1, p1), (t0.address, a0, p0)
+        usd_value = None if excluded else vu
+        pnl = self.holders.on_swap(chain, trader, ts, usd_value, sold, bought)
+        if pnl:
+            out += self._wallet_updates(pnl)
+        return out
+
+    def _swap_pushes(
+        self,
+        ev: Swap,
+        pool: _Pool,
+        in0: bool,
+        a0: float,
+        a1: float,
+        base_usd: float | None,
+        quote_usd: float | None,
+        vu: float | None,
+        txtp: int,
+    ) -> list[Update]:
+        """The ``transaction`` and ``token_agg_event`` pushes of a swap, for watched tokens."""
+        chain, ts, trader = ev.chain, ev.ts, ev.trader
+        t0, t1 = pool.t0, pool.t1
+        base_i, base = pool.base_index, pool.base
+        bought_base = ev.token_in == pool.quote.address
+        excluded = txtp != TXTP_NORMAL
         watched = self.watched
+        out: list[Update] = []
         if t0.tx_topic in watched or t1.tx_topic in watched:
             payload = Transaction(
-                pid=ev.chain,
+                pid=chain,
                 f=ev.sender,
                 bh=ev.block,
                 tp="buy" if bought_base else "sell",
@@ -449,18 +602,18 @@ class OnchainEngine:
                 t1s=t1.symbol,
                 vu=vu,
                 q=a1 / a0 if a0 > 0 else None,
-                t0pu=t0pu,
-                t1pu=t1pu,
+                t0pu=base_usd if base_i == 0 else quote_usd,
+                t1pu=quote_usd if base_i == 0 else base_usd,
                 tx=ev.tx,
-                ts=ev.ts,
-                ma=ev.trader,
+                ts=ts,
+                ma=trader,
                 ba=base.address,
                 a0=a0,
                 a1=a1,
                 qi=1 - base_i,
                 tii=0 if in0 else 1,
-                lgid=_lgid(ev.chain, ev.log_index),
-                iix=_iix(ev.chain, ev.instruction_index),
+                lgid=_lgid(chain, ev.log_index),
+                iix=_iix(chain, ev.instruction_index),
                 ex=excluded,
                 txtp=txtp,
             )
@@ -475,59 +628,22 @@ class OnchainEngine:
                     (
                         token.agg_topic,
                         TokenAggEvent(
-                            pid=ev.chain,
+                            pid=chain,
                             a=token.address,
                             ap=ap,
                             p=self.pool_price(pool, token),
                             lu=lu,
-                            ts=ev.ts,
+                            ts=ts,
                         ),
                     )
                 )
-        # Holder PnL: the trader sold one token and bought the other, valued at the
-        # prices this swap set (so unrealized PnL is never a swap behind).
-        holders = self.holders
-        for token in (t0, t1):
-            price = self.usd(token)
-            if price is not None:
-                holders.set_price(ev.chain, token.address, price)
-            entry = self._holder_metrics.get(token.holders_topic)
-            if entry is not None:
-                entry[1].dirty = True  # tag PnL moves with the price
-        token_in, token_out = (t0, t1) if in0 else (t1, t0)
-        amount_in, amount_out = (a0, a1) if in0 else (a1, a0)
-        usd_value = None if excluded else vu
-        for token, qty in ((token_in, -amount_in), (token_out, amount_out)):
-            legs = holders.on_trade(ev.chain, ev.trader, token.address, qty, usd_value, ev.ts)
-            if legs:
-                out.extend(self._wallet_updates(legs))
         return out
 
-    def _record(
-        self,
-        token: _Token,
-        ts: int,
-        buy: bool,
-        usd: float,
-        amount: float,
-        trader: str,
-        price: float | None,
-    ) -> None:
-        """Count an included swap leg in the token's candles, traders and windows."""
-        if price is not None:
-            token.seconds.add(ts, price, usd, trader)
-        for counter in token.long_traders.values():
-            counter.add(ts, trader)
-        for _, window in token.windows:
-            window.add(ts, buy, usd, amount, trader, price)
-        entry = self._token_metrics.get(token.metric_topic)
-        if entry is not None:
-            entry[1].dirty = True
-
-    def _touch_pool(self, pool: _Pool) -> None:
-        entry = self._pool_metrics.get(pool.metric_topic)
-        if entry is not None:
-            entry[1].dirty = True
+    def _new_second(self, entity: _Token | _Pool, second: int) -> None:
+        """Fold the trades of the entity's previous second and tape from ``second`` on."""
+        entity.fold()
+        entity.tape.second = second
+        self._unfolded[entity] = None
 
     def _liquidity(self, ev: LiquidityChanged) -> list[Update]:
         pool = self._pools.get((ev.chain, ev.pool))
@@ -540,7 +656,7 @@ class OnchainEngine:
         else:  # add, migrate: liquidity arrives in this pool
             pool.r0 += ev.amount0
             pool.r1 += ev.amount1
-        self._touch_pool(pool)
+        pool.metric_state.dirty = True
         t0, t1 = pool.t0, pool.t1
         watched = self.watched
         if t0.liq_topic not in watched and t1.liq_topic not in watched:
@@ -569,21 +685,27 @@ class OnchainEngine:
         return [(t.liq_topic, payload) for t in (t0, t1) if t.liq_topic in watched]
 
     def _transfer(self, ev: Transfer) -> list[Update]:
-        out = self._wallet_updates(self.holders.on_transfer(ev))
-        token = self._tokens.get((ev.chain, ev.token))
-        if token is not None:
-            entry = self._holder_metrics.get(token.holders_topic)
-            if entry is not None:
-                entry[1].dirty = True
-        return out
+        updates = self.holders.on_transfer(ev)
+        return self._wallet_updates(updates) if updates else []
 
     def _wallet_updates(self, updates: Iterable[Any]) -> list[Update]:
-        return [(make_topic(_WALLET, u.pid, u.wa), u) for u in updates]
+        topics = self._wallet_topics
+        out: list[Update] = []
+        for update in updates:
+            key = (update.pid, update.wa)
+            topic = topics.get(key)
+            if topic is None:
+                topic = topics[key] = make_topic(_WALLET, *key)
+            out.append((topic, update))
+        return out
 
     # -- time ------------------------------------------------------------------------------
 
     def advance(self, now_ms: int) -> list[Update]:
         """Everything due by ``now_ms``: interval closes and coalesced metrics."""
+        for entity in self._unfolded:
+            entity.fold()
+        self._unfolded.clear()
         out: list[Update] = []
         for interval in self._intervals.values():
             while interval.next_close <= now_ms:
@@ -597,11 +719,13 @@ class OnchainEngine:
             if state.dirty and now_ms - state.last_push >= period:
                 out.append((state.topic, self.pool_metric(pool, now_ms)))
                 state.dirty, state.last_push = False, now_ms
+        holders = self.holders
         for token, state in self._holder_metrics.values():
+            if holders.take_changed(token.chain, token.address):
+                state.dirty = True
             if state.dirty and now_ms - state.last_push >= period:
                 out.extend(
-                    (state.topic, m)
-                    for m in self.holders.metrics(token.chain, token.address, now_ms)
+                    (state.topic, m) for m in holders.metrics(token.chain, token.address, now_ms)
                 )
                 state.dirty, state.last_push = False, now_ms
         return out
@@ -610,6 +734,7 @@ class OnchainEngine:
         start = interval.next_close - interval.length_ms
         interval.next_close += interval.length_ms
         token = interval.token
+        token.fold()
         if interval.topic.startswith(_TRADERS):
             if interval.name in token.long_traders:
                 count = token.long_traders[interval.name].unique(start)
@@ -632,13 +757,14 @@ class OnchainEngine:
 
     def token_metric(self, token: _Token, now_ms: int) -> TokenMetric:
         """The ``token_metric`` payload of ``token`` at ``now_ms``, every window."""
+        token.fold()
         price = self.usd(token)
         _, lu = self.aggregate(token)
         supply = units(token.supply_raw, token.decimals)
-        windows = []
-        for name, window in token.windows:
-            t = window.totals(now_ms)
-            windows.append(_token_window(name, t))
+        totals = token.windows.totals(now_ms)
+        windows = [
+            _token_window(name, t) for (name, _), t in zip(TOKEN_WINDOWS, totals, strict=True)
+        ]
         return TokenMetric(
             pid=token.chain,
             a=token.address,
@@ -650,7 +776,9 @@ class OnchainEngine:
 
     def pool_metric(self, pool: _Pool, now_ms: int) -> PoolMetric:
         """The ``pool_metric`` payload of ``pool`` at ``now_ms``, all five windows."""
-        w = {name: _pool_window(window.totals(now_ms)) for name, window in pool.windows}
+        pool.fold()
+        totals = pool.windows.totals(now_ms)
+        w = {name: _pool_window(t) for (name, _), t in zip(POOL_WINDOWS, totals, strict=True)}
         return PoolMetric(
             pid=pool.chain,
             pa=pool.address,
