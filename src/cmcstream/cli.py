@@ -21,6 +21,7 @@ from cmcstream.protocol.billing import BillingModel
 from cmcstream.protocol.plans import DEFAULT_PLAN, PLANS
 from cmcstream.protocol.session import Counting
 from cmcstream.server.keystore import KeyRecord, KeyStatus, KeyStore, month_of
+from cmcstream.server.writer import WriterPolicy
 from cmcstream.version import __version__
 
 __all__ = ["main"]
@@ -87,6 +88,18 @@ def main() -> None:
     help="Credit model.",
 )
 @click.option(
+    "--dex-activity",
+    default=1.0,
+    show_default=True,
+    help="Multiplies the simulated DEX world's trading rates.",
+)
+@click.option(
+    "--slow-timeout",
+    default=30.0,
+    show_default=True,
+    help="Seconds a reader may stay behind before it is closed with 1011.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="warning",
@@ -105,6 +118,8 @@ def serve(
     max_frame_bytes: int,
     counting: str,
     billing: str,
+    dex_activity: float,
+    slow_timeout: float,
     log_level: str,
 ) -> None:
     """Run the server: ws://HOST:PORT/v1, with GET /health on the same port."""
@@ -126,6 +141,8 @@ def serve(
             transport_max_bytes=max(max_frame_bytes, 1024 * 1024),
             counting=Counting(counting),
             billing=BillingModel(billing),
+            dex_activity=dex_activity,
+            writer=WriterPolicy(slow_timeout_s=slow_timeout),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -52,6 +52,9 @@ class ServerConfig:
         close_timeout_s: how long a closing handshake may take before the TCP
             connection is dropped.
         shutdown_timeout_s: how long a graceful shutdown waits for connections.
+        backlog: the listening socket's accept queue. Clients that reconnect
+            together after a restart arrive together; a short queue drops
+            their SYNs and each dropped one waits a second to retry.
         usage_flush_s: how often usage is written to the key store.
         key_recheck_s: how often open connections' keys are re-read, so a key
             disabled or deleted while connected is closed.
@@ -80,6 +83,7 @@ class ServerConfig:
     writer: WriterPolicy = field(default_factory=WriterPolicy)
     close_timeout_s: float = 2.0
     shutdown_timeout_s: float = 5.0
+    backlog: int = 4096
     usage_flush_s: float = 1.0
     key_recheck_s: float = 5.0
 

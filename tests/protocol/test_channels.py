@@ -62,6 +62,18 @@ def test_crypto_ids_list_and_scalar_give_one_subscription_each() -> None:
     ]
 
 
+def test_one_shared_subscription_per_topic_while_held() -> None:
+    registry = ChannelRegistry()
+    market = spec("market@crypto_latest_price")
+    first = registry.normalize(market, {"crypto_ids": [1, 2]})
+    again = registry.normalize(market, {"crypto_ids": 2})
+    assert again[0] is first[1]
+    topic = first[0].topic
+    del first, again
+    fresh = registry.normalize(market, {"crypto_ids": 1})
+    assert fresh[0].topic == topic  # released when nobody held it, built anew
+
+
 @pytest.mark.parametrize("bad", [[], [0], [-1], [1.5], [1.0], ["1"], [True], "1", {"a": 1}, [None]])
 def test_bad_crypto_ids_are_2402(bad: Any) -> None:
     assert code_of("market@crypto_latest_price", {"crypto_ids": bad}) is ErrorCode.INVALID_PARAM

@@ -121,6 +121,7 @@ async def test_slow_reader_is_collapsed_then_closed_and_others_keep_pace() -> No
             await welcomed(healthy)
             await welcomed(slow)
             await slow.send(json.dumps(sub(top)))
+            slow.transport.pause_reading()  # reads nothing more, not even a close frame
             await request(healthy, sub([1]))
             conns = [c for group in node.connections.values() for c in group]
             slow_conn = next(c for c in conns if c.session.sub_count == 100)
@@ -136,6 +137,15 @@ async def test_slow_reader_is_collapsed_then_closed_and_others_keep_pace() -> No
             # 5 s cadence at 400x is 12.5 ms: 80 pushes a second for the healthy reader.
             assert received >= 0.5 * elapsed * 80, (received, elapsed)
             assert (await request(healthy, {"id": 5, "method": "ping"}))["type"] == "pong"
+            # It never reads its close frame either: the server drops it after
+            # the close timeout instead of holding its buffers forever.
+            deadline = time.monotonic() + 5
+            while slow_conn in node.connections.get(node.demo_key, ()) and (
+                time.monotonic() < deadline
+            ):
+                await recv_json(healthy)
+            assert slow_conn not in node.connections.get(node.demo_key, ())
+            assert node.health()["slow_closed"] == 1
         assert node.hub.subscriber_count("market@crypto_latest_price|2") == 0
 
 

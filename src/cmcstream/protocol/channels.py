@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import itertools
 import re
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -73,9 +74,14 @@ class ChannelSpec:
         return self.name.startswith("onchain@")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Subscription:
-    """One subscription identity (§6.2)."""
+    """One subscription identity (§6.2).
+
+    The registry hands out one shared instance per topic while any connection
+    holds it, so ten thousand connections on the same hundred ids hold a
+    hundred of these, not a million.
+    """
 
     topic: str
     channel: str
@@ -137,6 +143,9 @@ class ChannelRegistry:
     ) -> None:
         self._channels = {spec.name: spec for spec in channels}
         self.platforms = platforms if platforms is not None else PlatformTable()
+        self._interned: weakref.WeakValueDictionary[str, Subscription] = (
+            weakref.WeakValueDictionary()
+        )
 
     def get(self, name: str) -> ChannelSpec | None:
         return self._channels.get(name)
@@ -181,12 +190,17 @@ class ChannelRegistry:
                     )
                 values.append([raw])
         names = [p.name for p in spec.params]
-        return [
-            Subscription(
-                make_topic(spec.name, *combo), spec.name, dict(zip(names, combo, strict=True))
-            )
-            for combo in itertools.product(*values)
-        ]
+        subscriptions = []
+        interned = self._interned
+        for combo in itertools.product(*values):
+            topic = make_topic(spec.name, *combo)
+            sub = interned.get(topic)
+            if sub is None:
+                sub = interned[topic] = Subscription(
+                    topic, spec.name, dict(zip(names, combo, strict=True))
+                )
+            subscriptions.append(sub)
+        return subscriptions
 
     def _platform(self, spec: ChannelSpec, raw: Any) -> Platform:
         if type(raw) is not int:  # bool is an int subclass; "14" and 14.0 are rejected too

@@ -122,7 +122,7 @@ class Session:
         self.counting = counting
         self.allowed_channels = channels
         self.subscriptions: dict[str, Subscription] = {}
-        # Per-request counting: which request (group) added each topic.
+        # Per-request counting only: which request (group) added each topic.
         self._group_of: dict[str, int] = {}
         self._groups: dict[int, set[str]] = {}
         self._next_group = 0
@@ -230,13 +230,14 @@ class Session:
                 "Subscription limit reached for this connection "
                 f"(current={current}, requested={adding}, max={self.sub_limit}).",
             )
-        group = self._next_group
-        self._next_group += 1
-        self._groups[group] = set()
         for sub in new:
             self.subscriptions[sub.topic] = sub
-            self._group_of[sub.topic] = group
-            self._groups[group].add(sub.topic)
+        if self.counting is Counting.PER_REQUEST:
+            group = self._next_group
+            self._next_group += 1
+            self._groups[group] = {sub.topic for sub in new}
+            for sub in new:
+                self._group_of[sub.topic] = group
         return [Subscribe(tuple(new)), Reply(self._ack(rid, channel))]
 
     def _unsubscribe(self, request: Request, rid: RequestId | UnsetType) -> list[Effect]:
@@ -257,13 +258,15 @@ class Session:
         return [Unsubscribe(topics), ack] if topics else [ack]
 
     def _remove(self, topics: Iterable[str]) -> None:
+        per_request = self.counting is Counting.PER_REQUEST
         for topic in topics:
             del self.subscriptions[topic]
-            group = self._group_of.pop(topic)
-            members = self._groups[group]
-            members.discard(topic)
-            if not members:
-                del self._groups[group]
+            if per_request:
+                group = self._group_of.pop(topic)
+                members = self._groups[group]
+                members.discard(topic)
+                if not members:
+                    del self._groups[group]
 
     # -- replies -----------------------------------------------------------------------------
 

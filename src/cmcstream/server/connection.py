@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from cmcstream.protocol import codec
 from cmcstream.protocol.codes import CLOSE_CODES, CloseCode, ErrorCode
@@ -106,8 +107,18 @@ class Connection:
             self.send(error_message(error, self.node.clock.now_ms()))
         self.node.hub.remove(self.outbox, list(self.session.subscriptions))
         # Queued frames go out before the close frame.
-        self.outbox.flush(asyncio.get_running_loop().time())
+        loop = asyncio.get_running_loop()
+        self.outbox.flush(loop.time())
         self.node.spawn(self.ws.close(code, CLOSE_CODES[code].reason))
+        # A reader that never reads never takes the close frame either, and the
+        # closing handshake waits for buffer room before its own timeout
+        # starts: drop the TCP connection once the timeout has passed.
+        loop.call_later(self.node.config.close_timeout_s, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if self.ws.state is not State.CLOSED and self.ws.transport is not None:
+            logger.info("dropping connection of key %s… that did not close", self.key[:8])
+            self.ws.transport.abort()
 
     def _on_slow(self, outbox: Outbox) -> None:
         self.node.hub.resink(outbox, self.session.subscriptions)

@@ -132,6 +132,7 @@ class Node:
             ping_timeout=None,
             close_timeout=self.config.close_timeout_s,
             server_header=f"cmcstream/{__version__}",
+            backlog=self.config.backlog,
         )
         cadence, step = self.config.fast_cadence_ms, self.config.onchain_step_ms
         self._loops = [
@@ -205,6 +206,13 @@ class Node:
             "connections": sum(len(group) for group in self.connections.values()),
             "topics": self.hub.topic_count,
             "pushes": self.hub.pushes,
+            # Readers behind right now, and those closed with 1011 for it so far.
+            "slow_readers": sum(
+                conn.outbox.slow_since is not None
+                for group in self.connections.values()
+                for conn in group
+            ),
+            "slow_closed": self.slow_closed,
         }
 
     # -- connections -------------------------------------------------------------------------
