@@ -52,6 +52,9 @@ class ServerConfig:
         close_timeout_s: how long a closing handshake may take before the TCP
             connection is dropped.
         shutdown_timeout_s: how long a graceful shutdown waits for connections.
+        tune_gc: after start-up, move the long-lived heap (market history, the
+            DEX world) out of the collector's sight and collect the young
+            generation less often. For a server process; tests leave it off.
         backlog: the listening socket's accept queue. Clients that reconnect
             together after a restart arrive together; a short queue drops
             their SYNs and each dropped one waits a second to retry.
@@ -84,6 +87,7 @@ class ServerConfig:
     close_timeout_s: float = 2.0
     shutdown_timeout_s: float = 5.0
     backlog: int = 4096
+    tune_gc: bool = False
     usage_flush_s: float = 1.0
     key_recheck_s: float = 5.0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -121,6 +122,12 @@ class Node:
             self.engine.apply(event)
         for dex_event in self.dex.genesis(self.origin_ms, self._reference_prices(self.origin_ms)):
             self.onchain.apply(dex_event)
+        if self.config.tune_gc:
+            # Full collections otherwise rescan ~100k start-up objects (and every
+            # connection's) again and again while thousands of clients connect.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(50_000, 20, 100)
         self._server = await serve(
             self._handle,
             self.config.host,
