@@ -30,10 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from picows import WSError
+
 if __package__ in (None, ""):  # run as a script: make ``fanout`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fanout.wsclient import Client, Stats, upgrade_request
+from fanout.wsclient import Client, Stats, connect
 
 MARKET = "market@crypto_latest_price"
 
@@ -56,15 +58,12 @@ class LoadGen:
         per_key = int(plan["conns_per_key"])
         first = int(plan.get("first_index", 0))
         self.indices = range(first, first + int(plan["conns"]))
-        self.requests = {
-            i: upgrade_request(host, int(plan["port"]), plan["path"], keys[i // per_key])
-            for i in self.indices
-        }
+        self.keys = {i: keys[i // per_key] for i in self.indices}
+        self.url = f"ws://{host}:{int(plan['port'])}{plan['path']}"
 
     # -- phases ------------------------------------------------------------------------------
 
     async def connect(self) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
         plan = self.plan
         gate = asyncio.Semaphore(int(plan["parallel"]))
         slow_every = int(plan.get("slow_every", 0))
@@ -78,16 +77,11 @@ class LoadGen:
             async with gate:
                 started = time.monotonic()
                 try:
-                    _, client = await asyncio.wait_for(
-                        loop.create_connection(
-                            lambda: Client(i, self.stats, self.requests[i], rcvbuf if slow else 0),
-                            plan["host"],
-                            int(plan["port"]),
-                        ),
-                        timeout,
+                    client = await connect(
+                        i, self.stats, self.url, self.keys[i], rcvbuf if slow else 0, timeout
                     )
                     welcomed = await asyncio.wait_for(client.welcomed, timeout)
-                except (OSError, TimeoutError, ConnectionError) as exc:
+                except (OSError, TimeoutError, WSError) as exc:
                     failures.append(repr(exc)[:160])
                     return
             welcome_ms.append((welcomed - started) * 1000)
@@ -172,7 +166,7 @@ class LoadGen:
             "failures": failed[:3],
             "errors": dict(self.stats.errors),
             "secs": time.monotonic() - began,
-            "parsing": sum(1 for c in self.clients if not c._want_count),
+            "parsing": sum(1 for c in self.clients if not c.counting),
         }
 
     async def measure(self, seconds: float, latency: bool) -> dict[str, Any]:
@@ -214,14 +208,12 @@ class LoadGen:
 
     def slow_down(self) -> dict[str, Any]:
         for client in self.slow:
-            if client.transport is not None and not client.closed:
-                client.transport.pause_reading()
+            client.pause_reading()
         return {"ev": "slowed", "slow": len(self.slow)}
 
     async def resume(self, drain: float) -> dict[str, Any]:
         for client in self.slow:
-            if client.transport is not None and not client.closed:
-                client.transport.resume_reading()
+            client.resume_reading()
         open_ones = [c.gone for c in self.slow if not c.closed]
         if open_ones:
             await asyncio.wait(open_ones, timeout=drain)
