@@ -264,7 +264,7 @@ async def execute(args: argparse.Namespace, settings: Settings) -> dict[str, Any
         "scenarios": scenarios,
         "notes": [
             "All servers run one asyncio (or Node) event loop on one core; the load generator "
-            "(raw asyncio client, uvloop when installed) runs on the other core.",
+            "(picows client, uvloop when installed) runs on the other core.",
             "The machine may be shared: other_cpu_pct is what other processes used meanwhile.",
         ],
     }
