@@ -43,3 +43,16 @@ def test_core_layers_import_no_io(layer: str) -> None:
             assert not any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN), (
                 f"{path.relative_to(ROOT)} imports {name}"
             )
+
+
+def test_the_client_needs_nothing_of_the_server() -> None:
+    # `pip install cmcstream` users streaming from CoinMarketCap never load the
+    # server, the simulators or the engine.
+    server_side = ("cmcstream.server", "cmcstream.bus", "cmcstream.sources", "cmcstream.engine")
+    files = sorted((ROOT / "client").rglob("*.py")) + [ROOT / "exceptions.py"]
+    assert len(files) > 5
+    for path in files:
+        for name in imports(path):
+            assert not any(name == bad or name.startswith(bad + ".") for bad in server_side), (
+                f"{path.relative_to(ROOT)} imports {name}"
+            )
