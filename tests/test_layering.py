@@ -49,7 +49,7 @@ def test_the_client_needs_nothing_of_the_server() -> None:
     # `pip install cmcstream` users streaming from CoinMarketCap never load the
     # server, the simulators or the engine.
     server_side = ("cmcstream.server", "cmcstream.bus", "cmcstream.sources", "cmcstream.engine")
-    files = sorted((ROOT / "client").rglob("*.py")) + [ROOT / "exceptions.py"]
+    files = [*sorted((ROOT / "client").rglob("*.py")), ROOT / "exceptions.py"]
     assert len(files) > 5
     for path in files:
         for name in imports(path):
