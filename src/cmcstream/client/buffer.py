@@ -80,13 +80,15 @@ class PushBuffer:
     def full(self) -> bool:
         return len(self._slots) >= self.capacity
 
+    def _key(self, push: Push[Any]) -> tuple[Any, ...] | None:
+        """What a newer push may replace ``push`` by, under the latest policy."""
+        if self.overflow is Overflow.LATEST and push.channel in LATEST_VALUE_CHANNELS:
+            return _latest_key(push)
+        return None
+
     async def put(self, push: Push[Any]) -> None:
         """Queue ``push``; waits for room unless the policy may replace a queued push."""
-        key = (
-            _latest_key(push)
-            if self.overflow is Overflow.LATEST and push.channel in LATEST_VALUE_CHANNELS
-            else None
-        )
+        key = self._key(push)
         while self.full and not self._closed:
             if key is not None:
                 slot = self._latest.get(key)
@@ -101,13 +103,8 @@ class PushBuffer:
 
     def put_nowait(self, push: Push[Any]) -> None:
         """Queue ``push`` when there is room (check :attr:`full` first)."""
-        key = (
-            _latest_key(push)
-            if self.overflow is Overflow.LATEST and push.channel in LATEST_VALUE_CHANNELS
-            else None
-        )
         if not self._closed:
-            self._append(push, key)
+            self._append(push, self._key(push))
 
     def _append(self, push: Push[Any], key: tuple[Any, ...] | None) -> None:
         slot = [push, key]

@@ -16,7 +16,7 @@ from typing import Any
 
 from cmcstream.protocol.channels import CHANNELS, ParamKind
 
-__all__ = ["Item", "group", "split"]
+__all__ = ["Item", "buckets", "group", "request_of", "split"]
 
 # The list-valued param of each channel; unknown channels fall back to any of these names.
 _LIST_PARAM: dict[str, str] = {
@@ -86,17 +86,23 @@ def split(channel: str, params: dict[str, Any] | None) -> list[Item]:
     return [Item(channel, scalars, name, value) for value in seen]
 
 
+def buckets(items: list[Item]) -> list[list[Item]]:
+    """``items`` in groups that one request can carry: same channel and scalar params."""
+    found: dict[tuple[str, tuple[tuple[str, Any], ...], str | None], list[Item]] = defaultdict(list)
+    for item in items:
+        found[item.channel, item.scalars, item.list_param].append(item)
+    return list(found.values())
+
+
+def request_of(members: list[Item]) -> tuple[str, dict[str, Any]]:
+    """The (channel, params) of one bucket: every member's value in the list param."""
+    first = members[0]
+    params = dict(first.scalars)
+    if first.list_param is not None:
+        params[first.list_param] = [item.value for item in members]
+    return first.channel, params
+
+
 def group(items: list[Item]) -> list[tuple[str, dict[str, Any]]]:
     """Requests (channel, params) that subscribe exactly ``items``, one per channel and scalars."""
-    buckets: dict[tuple[str, tuple[tuple[str, Any], ...], str | None], list[Any]] = defaultdict(
-        list
-    )
-    for item in items:
-        buckets[item.channel, item.scalars, item.list_param].append(item.value)
-    requests = []
-    for (channel, scalars, list_param), values in buckets.items():
-        params = dict(scalars)
-        if list_param is not None:
-            params[list_param] = values
-        requests.append((channel, params))
-    return requests
+    return [request_of(members) for members in buckets(items)]

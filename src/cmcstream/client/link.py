@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from cmcstream.client.backoff import Backoff
 from cmcstream.client.frames import Envelope, FrameDecoder, Push
-from cmcstream.client.items import Item, group, split
+from cmcstream.client.items import Item, buckets, request_of
 from cmcstream.exceptions import (
     AuthError,
     CMCStreamError,
@@ -242,23 +242,33 @@ class Link:
             await self._wait_ready(deadline)
             ws = self._ws
             assert ws is not None
-            rid = self._host.next_id()
-            future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-            self._pending[rid] = _Pending(future, on_ack)
             try:
-                await ws.send(_encode({"id": rid, **message}).decode())
-                return await asyncio.wait_for(
-                    asyncio.shield(future), max(0.0, deadline - time.monotonic())
-                )
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"no answer to {message.get('method')} within "
-                    f"{self.options.request_timeout_s:g} s"
-                ) from None
+                return await self._exchange(ws, message, on_ack, deadline)
             except (ConnectionClosed, _Retry):
                 continue  # the reconnect restores what was acked; send the rest again
-            finally:
-                self._pending.pop(rid, None)
+
+    async def _exchange(
+        self,
+        ws: ClientConnection,
+        message: dict[str, Any],
+        on_ack: Callable[[Envelope], None] | None,
+        deadline: float,
+    ) -> Envelope:
+        """Send one request on ``ws`` and wait for its answer until ``deadline``."""
+        rid = self._host.next_id()
+        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = _Pending(future, on_ack)
+        try:
+            await ws.send(_encode({"id": rid, **message}).decode())
+            return await asyncio.wait_for(
+                asyncio.shield(future), max(0.0, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            raise RequestTimeout(
+                f"no answer to {message.get('method')} within {self.options.request_timeout_s:g} s"
+            ) from None
+        finally:
+            self._pending.pop(rid, None)
 
     async def _wait_ready(self, deadline: float) -> None:
         while not self._ready.is_set():
@@ -295,8 +305,6 @@ class Link:
                     return
                 reason = f"closed {end.code}" + (f" ({end.reason})" if end.reason else "")
                 limited = end.code == LIMITED_CLOSE
-                if limited and not self._opened.done():
-                    pass  # a key at its connection limit: keep trying
             except (OSError, TimeoutError, WebSocketException) as exc:
                 reason = _describe(exc)
                 if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
@@ -537,46 +545,41 @@ class Link:
     # -- restoring ---------------------------------------------------------------------------
 
     async def _restore(self) -> None:
-        """Subscribe again to everything this link held, before it counts as open."""
-        items = list(self.items)
-        self.items.clear()
-        if not items:
+        """Subscribe again to everything this link holds, before it counts as open.
+
+        The link's items stay as they are while this runs, so a connection that
+        drops again mid-way loses none of them; only what the server refuses is
+        dropped (and reported).
+        """
+        groups = buckets(list(self.items))
+        if not groups:
             return
-        requests = group(items)
+        ws = self._ws
+        assert ws is not None
+        deadline = time.monotonic() + self.options.request_timeout_s
         results = await asyncio.gather(
-            *(self._resubscribe(channel, params) for channel, params in requests),
+            *(
+                self._exchange(ws, self._resubscription(members), None, deadline)
+                for members in groups
+            ),
             return_exceptions=True,
         )
-        for (channel, params), result in zip(requests, results, strict=True):
+        for members, result in zip(groups, results, strict=True):
             if isinstance(result, _Retry | ConnectionClosed):
                 raise _Retry from None
-            if isinstance(result, CMCStreamError) and not isinstance(result, RequestTimeout):
-                for item in split(channel, params):
+            if isinstance(result, RequestTimeout):
+                raise TimeoutError(str(result))  # a reconnect, like any other silence
+            if isinstance(result, CMCStreamError):
+                for item in members:
+                    self.items.pop(item, None)
                     self._host.on_restore_error(self.index, item, result)
             elif isinstance(result, BaseException):
                 raise result
 
-    async def _resubscribe(self, channel: str, params: dict[str, Any]) -> None:
-        ws = self._ws
-        assert ws is not None
-        rid = self._host.next_id()
-        future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        items = split(channel, params)
-
-        def keep(env: Envelope) -> None:
-            for item in items:
-                self.items[item] = None
-
-        self._pending[rid] = _Pending(future, keep)
-        try:
-            await ws.send(
-                _encode(
-                    {"id": rid, "method": "subscribe", "channel": channel, "params": params}
-                ).decode()
-            )
-            await asyncio.wait_for(future, self.options.request_timeout_s)
-        finally:
-            self._pending.pop(rid, None)
+    @staticmethod
+    def _resubscription(members: list[Item]) -> dict[str, Any]:
+        channel, params = request_of(members)
+        return {"method": "subscribe", "channel": channel, "params": params}
 
     # -- state ---------------------------------------------------------------------------------
 

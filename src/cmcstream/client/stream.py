@@ -23,7 +23,7 @@ from cmcstream.client.backoff import Backoff
 from cmcstream.client.buffer import Overflow, PushBuffer
 from cmcstream.client.dedupe import DEDUPED_CHANNELS, Deduper
 from cmcstream.client.frames import Ack, Envelope, FrameDecoder, Numbers, Push
-from cmcstream.client.items import Item, group, split
+from cmcstream.client.items import Item, request_of, split
 from cmcstream.client.link import ConnectionState, Link, LinkOptions, Outage, StateChange
 from cmcstream.exceptions import CapacityError, CMCStreamError, MissingKey, StreamClosed
 
@@ -179,26 +179,23 @@ class Stream:
         """Take ``push`` if that needs no waiting; ``False``: call :meth:`deliver`."""
         if self._buffer.full:
             return False
-        self.received += 1
-        deduper = self._deduper
-        if (
-            deduper is None
-            or push.channel not in DEDUPED_CHANNELS
-            or not deduper.is_duplicate(push.channel, push.data)
-        ):
+        if self._keep(push):
             self._buffer.put_nowait(push)
         return True
 
     async def deliver(self, push: Push[Any]) -> None:
+        if self._keep(push):
+            await self._buffer.put(push)
+
+    def _keep(self, push: Push[Any]) -> bool:
+        """Count ``push`` in; ``False`` when it repeats an event already delivered."""
         self.received += 1
         deduper = self._deduper
-        if (
-            deduper is not None
-            and push.channel in DEDUPED_CHANNELS
-            and deduper.is_duplicate(push.channel, push.data)
-        ):
-            return
-        await self._buffer.put(push)
+        return (
+            deduper is None
+            or push.channel not in DEDUPED_CHANNELS
+            or not deduper.is_duplicate(push.channel, push.data)
+        )
 
     def on_frame(self, link: int, frame: str, received: float) -> None:
         if self._on_frame is not None:
@@ -246,18 +243,13 @@ class Stream:
         items = split(channel, {**(params or {}), **kwargs})
         async with self._lock:
             self._check_open()
-            plan = await self._place(items)
-            reserved = {
-                link: sum(1 for item in part if self._where.get(item) is not link)
-                for link, part in plan.items()
-            }
+            plan, reserved = await self._place(items)
         try:
             envs = await asyncio.gather(
                 *(self._send(link, "subscribe", channel, part) for link, part in plan.items())
             )
         finally:
-            for link, count in reserved.items():
-                link.reserved -= count
+            self._release(reserved)
         return self._ack(channel, envs)
 
     async def unsubscribe(
@@ -294,8 +286,11 @@ class Stream:
         if self._closed:
             raise StreamClosed("the stream was closed")
 
-    async def _place(self, items: list[Item]) -> dict[Link, list[Item]]:
-        """Which connection each item goes to; opens connections as needed."""
+    async def _place(
+        self, items: list[Item]
+    ) -> tuple[dict[Link, list[Item]], list[tuple[Link, int]]]:
+        """Which connection each item goes to, and the room reserved on each for the
+        new ones until their acks arrive; opens connections as needed."""
         plan: dict[Link, list[Item]] = {}
         fresh: list[Item] = []
         for item in items:
@@ -324,10 +319,14 @@ class Stream:
                 link.reserved += take
                 reserved.append((link, take))
         except BaseException:
-            for link, take in reserved:
-                link.reserved -= take
+            self._release(reserved)
             raise
-        return plan
+        return plan, reserved
+
+    @staticmethod
+    def _release(reserved: list[tuple[Link, int]]) -> None:
+        for link, count in reserved:
+            link.reserved -= count
 
     async def _send(
         self, link: Link, method: str, channel: str | None, items: list[Item] | None
@@ -337,8 +336,7 @@ class Stream:
             message["channel"] = channel
         if items:
             # Items of one call share their channel and scalar params: one request.
-            ((_, params),) = group(items)
-            message["params"] = params
+            message["params"] = request_of(items)[1]
         return await link.request(message, self._applier(link, method, channel, items or []))
 
     def _applier(
