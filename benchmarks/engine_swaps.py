@@ -7,20 +7,34 @@ aggregate price, liquidity events, klines at all eight intervals, unique
 traders at all eleven, token metric, holder metrics, the metrics of each of its
 pools and the wallet updates of its tagged traders. Each push is also encoded
 to JSON, as the server does once per topic. Time is simulated: the engine
-advances one second at a time, as the node drives it.
+advances one second at a time, as the node drives it, and the collector is
+tuned as ``cmcstream serve`` tunes it.
 
-Prints swaps/s and writes JSON to ``benchmarks/results/engine-swaps-<time>.json``.
+Both builds of the engine run in the same invocation, each in a process of
+its own pinned to one core, taking turns run by run so a change in the
+machine's speed falls on both: the Python source (``interpreted``) and the
+mypyc build of ``CMCSTREAM_COMPILE=1 pip install .`` (``compiled``, built
+into ``benchmarks/.build`` on first use). Every run hashes what the engine
+pushed (topic and JSON of each push, in order); the hashes of all runs must
+agree, so the two builds are shown to stream the same bytes.
 
-    python benchmarks/engine_swaps.py [--swaps 200000] [--activity 2000] [--runs 3]
+Prints swaps/s per build and writes JSON to
+``benchmarks/results/engine-swaps-<time>.json``.
+
+    python benchmarks/engine_swaps.py [--swaps 200000] [--runs 3] [--engine both]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import pickle
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,9 +48,12 @@ from cmcstream.sources.simulator.dex import DexSimulator
 from cmcstream.sources.simulator.dex_world import DexWorld
 
 RESULTS = Path(__file__).parent / "results"
+SOURCE = Path(__file__).resolve().parent.parent / "src"
 PRICES = {1839: 600.0, 1027: 3000.0, 5426: 150.0, 825: 1.0, 3408: 1.0, 4943: 1.0, 3717: 80_000.0}
 START_MS = 1_789_999_200_000
 CHAIN = 14
+ENGINES = ("interpreted", "compiled")
+TARGET = 50_000
 
 
 def generate(swaps: int, activity: float, seed: int) -> tuple[DexWorld, list[Any], list[list[Any]]]:
@@ -81,34 +98,75 @@ def subscribe_everything(engine: OnchainEngine, world: DexWorld) -> int:
     return count
 
 
-def run_once(world: DexWorld, genesis: list[Any], seconds: list[list[Any]]) -> dict[str, float]:
+def run_once(world: DexWorld, genesis: list[Any], seconds: list[list[Any]]) -> dict[str, Any]:
+    from cmcstream import heap
+
     engine = OnchainEngine(PRICES.get)
     for event in genesis:
         engine.apply(event)
     topics = subscribe_everything(engine, world)
+    heap.settle()  # as the node does once its start-up state is built
     encode = msgspec.json.Encoder().encode
-    pushes = 0
+    sent: list[tuple[str, bytes]] = []
+    push = sent.append
     now = START_MS
     started = time.process_time()
     for batch in seconds:
         now += 1000
         for event in batch:
-            for _, payload in engine.apply(event):
-                encode(payload)
-                pushes += 1
-        for _, payload in engine.advance(now):
-            encode(payload)
-            pushes += 1
+            for topic, payload in engine.apply(event):
+                push((topic, encode(payload)))
+        for topic, payload in engine.advance(now):
+            push((topic, encode(payload)))
     elapsed = time.process_time() - started
-    swaps = engine.swaps
+    digest = hashlib.sha256()
+    for topic, data in sent:
+        digest.update(b"%s\0%s\n" % (topic.encode(), data))
     return {
-        "swaps": swaps,
+        "swaps": engine.swaps,
         "events": sum(len(b) for b in seconds),
-        "pushes": pushes,
+        "pushes": len(sent),
         "topics": topics,
         "cpu_seconds": round(elapsed, 3),
-        "swaps_per_second": round(swaps / elapsed),
+        "swaps_per_second": round(engine.swaps / elapsed),
         "simulated_seconds": len(seconds),
+        "sha256": digest.hexdigest(),
+    }
+
+
+def child(engine: str, storm: Path) -> None:
+    """One timed run on whichever build ``PYTHONPATH`` put first; prints its result as JSON."""
+    from cmcstream.engine import build
+
+    if build() != engine:
+        raise SystemExit(f"asked for the {engine} engine, but {build()} was imported")
+    with storm.open("rb") as f:
+        world, genesis, seconds = pickle.load(f)
+    print(json.dumps(run_once(world, genesis, seconds)))
+
+
+def run_child(engine: str, storm: Path, tree: Path) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", engine, "--storm", str(storm)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{engine} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    rates = [r["swaps_per_second"] for r in runs]
+    return {
+        "swaps_per_second_median": statistics.median(rates),
+        "swaps_per_second_min": min(rates),
+        "swaps_per_second_max": max(rates),
+        "runs": runs,
     }
 
 
@@ -116,31 +174,75 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--swaps", type=int, default=200_000)
     parser.add_argument("--activity", type=float, default=2000.0)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per engine build")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--engine", choices=(*ENGINES, "both"), default="both")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
+    parser.add_argument("--storm", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    if args.child:
+        child(args.child, args.storm)
+        return
+    engines = ENGINES if args.engine == "both" else (args.engine,)
+    trees = {"interpreted": SOURCE}
+    if "compiled" in engines:
+        from compiled_engine import build
+
+        t0 = time.perf_counter()
+        trees["compiled"] = build()
+        print(f"compiled engine in {trees['compiled']} ({time.perf_counter() - t0:.1f} s)")
     t0 = time.perf_counter()
     world, genesis, seconds = generate(args.swaps, args.activity, args.seed)
     print(f"generated {sum(len(b) for b in seconds):,} events in {time.perf_counter() - t0:.1f} s")
-    runs = [run_once(world, genesis, seconds) for _ in range(args.runs)]
-    rates = [r["swaps_per_second"] for r in runs]
-    result = {
-        **runs[-1],
-        "swaps_per_second_median": statistics.median(rates),
-        "swaps_per_second_min": min(rates),
-        "swaps_per_second_max": max(rates),
-        "runs": args.runs,
-        "python": sys.version.split()[0],
-        "target_swaps_per_second": 50_000,
+    runs: dict[str, list[dict[str, Any]]] = {e: [] for e in engines}
+    with tempfile.TemporaryDirectory() as scratch:
+        storm = Path(scratch) / "storm.pickle"
+        storm.write_bytes(pickle.dumps((world, genesis, seconds), pickle.HIGHEST_PROTOCOL))
+        for _ in range(args.runs):  # builds take turns, so drift in machine speed hits both
+            for engine in engines:
+                run = run_child(engine, storm, trees[engine])
+                runs[engine].append(run)
+                print(f"  {engine:12} {run['swaps_per_second']:>9,} swaps/s")
+    digests = {run["sha256"] for engine in engines for run in runs[engine]}
+    identical = len(digests) == 1
+    last = runs[engines[0]][-1]
+    result: dict[str, Any] = {
+        key: last[key] for key in ("swaps", "events", "pushes", "topics", "simulated_seconds")
     }
-    for name, value in result.items():
-        print(f"{name:28} {value}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / time.strftime("engine-swaps-%Y%m%dT%H%M%S.json")
+    result |= {
+        "engines": {e: summary(runs[e]) for e in engines},
+        "identical_output": identical,
+        "sha256": sorted(digests),
+        "python": sys.version.split()[0],
+        "target_swaps_per_second": TARGET,
+    }
+    print(f"{'swaps':28} {result['swaps']:,}")
+    print(f"{'events':28} {result['events']:,}")
+    print(f"{'pushes':28} {result['pushes']:,} on {result['topics']} topics")
+    for engine in engines:
+        s = result["engines"][engine]
+        print(
+            f"{engine + ' swaps/s':28} {s['swaps_per_second_median']:,} median"
+            f" ({s['swaps_per_second_min']:,}–{s['swaps_per_second_max']:,}),"
+            f" target {TARGET:,}"
+        )
+    if len(engines) == 2:
+        ratio = (
+            result["engines"]["compiled"]["swaps_per_second_median"]
+            / result["engines"]["interpreted"]["swaps_per_second_median"]
+        )
+        result["compiled_over_interpreted"] = round(ratio, 2)
+        print(f"{'compiled / interpreted':28} {ratio:.2f}x")
+    print(f"{'identical output':28} {'yes' if identical else 'NO'} ({len(digests)} digest(s))")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    out = args.out_dir / time.strftime("engine-swaps-%Y%m%dT%H%M%S.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved {out}")
+    if not identical:
+        raise SystemExit("the runs pushed different bytes")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,12 @@ import pytest
 _SPEC = Path(os.environ.get("CMCSTREAM_SPEC_DIR", Path(__file__).parents[2] / "shared" / "spec"))
 
 
+def pytest_report_header() -> str:
+    from cmcstream.engine import build
+
+    return f"on-chain engine: {build()}"
+
+
 def spec_dir() -> Path:
     """The protocol spec folder; CI always has it beside the checkout."""
     if not (_SPEC / "channels.json").is_file():

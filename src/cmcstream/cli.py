@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from cmcstream.config import ServerConfig
+from cmcstream.engine import build as engine_build
 from cmcstream.protocol.billing import BillingModel
 from cmcstream.protocol.plans import DEFAULT_PLAN, PLANS
 from cmcstream.protocol.session import Counting
@@ -216,6 +217,7 @@ async def _serve(config: ServerConfig, store: KeyStore) -> None:
     )
     loop = asyncio.get_running_loop()
     click.echo(f"  event loop: {type(loop).__module__.partition('.')[0]}")
+    click.echo(f"  on-chain engine: {engine_build()}")
     click.echo("Press Ctrl-C to stop.")
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -83,8 +83,12 @@ class Reference:
         }
 
 
+# Named here rather than read off ``__slots__``, which a compiled build does not have.
+TOTALS = ("bc", "but", "bvn", "bvu", "h", "l", "last", "open", "sc", "sut", "svn", "svu", "ut")
+
+
 def as_dict(t: WindowTotals) -> dict[str, object]:
-    return {name: getattr(t, name) for name in WindowTotals.__slots__}
+    return {name: getattr(t, name) for name in TOTALS}
 
 
 class Feed:

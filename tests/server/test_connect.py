@@ -111,6 +111,7 @@ async def test_health_and_other_paths(node: RunningNode) -> None:
     assert health["status"] == "ok"
     assert health["connections"] == 0
     assert (health["slow_readers"], health["slow_closed"]) == (0, 0)
+    assert health["engine"] in ("compiled", "interpreted")
     status, _, _ = await asyncio.to_thread(http_get, f"{base}/push/token-agg-event")
     assert status == 404
     status, _, _ = await asyncio.to_thread(http_get, f"{base}/v1")

@@ -50,7 +50,7 @@ import heapq
 from typing import Final
 
 from cmcstream.engine.events import NativeBalanceChanged, TokenListed, Transfer, WalletLabeled
-from cmcstream.engine.numeric import units
+from cmcstream.engine.numeric import quotient, units
 from cmcstream.engine.tokens import NATIVE
 from cmcstream.protocol.payloads import (
     HolderCount,
@@ -706,4 +706,4 @@ class HolderBook:
 
 def _pct(part: int, whole: int) -> float | None:
     """``part`` in % (0–100) of ``whole``, from exact integers; ``None`` when ``whole`` is 0."""
-    return part / whole * 100.0 if whole else None
+    return quotient(part, whole) * 100.0 if whole else None

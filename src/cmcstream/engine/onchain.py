@@ -55,7 +55,7 @@ from cmcstream.engine.events import (
     WalletLabeled,
 )
 from cmcstream.engine.holders import HolderBook
-from cmcstream.engine.numeric import scale, units
+from cmcstream.engine.numeric import quotient, scale, units
 from cmcstream.engine.tokens import ReferenceToken, reference_token
 from cmcstream.engine.trades import Tape
 from cmcstream.engine.units import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
@@ -342,14 +342,14 @@ class OnchainEngine:
         other_usd = self.usd(other_token)
         if other_usd is None:
             return None
-        ratio = (other / other_token.scale) / (mine / token.scale)
+        ratio = quotient(other, other_token.scale) / quotient(mine, token.scale)
         return ratio * other_usd
 
     def pool_liquidity(self, pool: _Pool) -> float | None:
         """A pool's USD value; a side of unknown price counts as much as the other."""
         u0, u1 = self.usd(pool.t0), self.usd(pool.t1)
-        v0 = pool.r0 / pool.t0.scale * u0 if u0 is not None else None
-        v1 = pool.r1 / pool.t1.scale * u1 if u1 is not None else None
+        v0 = quotient(pool.r0, pool.t0.scale) * u0 if u0 is not None else None
+        v1 = quotient(pool.r1, pool.t1.scale) * u1 if u1 is not None else None
         if v0 is None and v1 is None:
             return None
         if v0 is None or v1 is None:
@@ -493,11 +493,11 @@ class OnchainEngine:
         if in0:
             pool.r0 += amount_in
             pool.r1 -= amount_out
-            a0, a1 = amount_in / t0.scale, amount_out / t1.scale
+            a0, a1 = quotient(amount_in, t0.scale), quotient(amount_out, t1.scale)
         else:
             pool.r1 += amount_in
             pool.r0 -= amount_out
-            a0, a1 = amount_out / t0.scale, amount_in / t1.scale
+            a0, a1 = quotient(amount_out, t0.scale), quotient(amount_in, t1.scale)
         base_i = pool.base_index
         base, quote = pool.base, pool.quote
         a_base, a_quote = (a0, a1) if base_i == 0 else (a1, a0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -19,10 +18,12 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from cmcstream import heap
 from cmcstream.bus.base import Bus
 from cmcstream.bus.memory import MemoryBus
 from cmcstream.clock import Clock, SimClock
 from cmcstream.config import ServerConfig
+from cmcstream.engine import build as engine_build
 from cmcstream.engine.market import MarketEngine
 from cmcstream.engine.onchain import OnchainEngine
 from cmcstream.engine.tokens import REFERENCE_TOKENS
@@ -123,11 +124,7 @@ class Node:
         for dex_event in self.dex.genesis(self.origin_ms, self._reference_prices(self.origin_ms)):
             self.onchain.apply(dex_event)
         if self.config.tune_gc:
-            # Full collections otherwise rescan ~100k start-up objects (and every
-            # connection's) again and again while thousands of clients connect.
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(50_000, 20, 100)
+            heap.settle()
         self._server = await serve(
             self._handle,
             self.config.host,
@@ -220,6 +217,7 @@ class Node:
                 for conn in group
             ),
             "slow_closed": self.slow_closed,
+            "engine": engine_build(),
         }
 
     # -- connections -------------------------------------------------------------------------
