@@ -217,7 +217,7 @@ def test_top_shares_equal_a_brute_force_ranking(balances: list[int]) -> None:
 
 def test_a_replayed_mint_is_not_counted_twice_and_a_burn_shrinks_the_supply() -> None:
     book = book_with(listed(supply=1_000 * ONE), transfer(None, CREATOR, 1_000 * ONE))
-    book.watched_wallets.add((BSC, CREATOR))
+    book.watch_wallet(BSC, CREATOR)
     [balance, *_] = book.on_transfer(transfer(CREATOR, None, 500 * ONE))
     assert isinstance(balance, TokenBalance)
     assert balance.b == 500.0
@@ -237,7 +237,7 @@ def test_ignored_transfers_are_counted() -> None:
     book = HolderBook()
     assert book.on_transfer(transfer(None, wallet(1), ONE)) == []
     book.on_token(listed())
-    book.watched_wallets.add((BSC, wallet(1)))
+    book.watch_wallet(BSC, wallet(1))
     assert book.on_transfer(transfer(None, wallet(1), 0)) == []
     stats = book.statistics()
     assert stats["transfers"] == 2
@@ -287,7 +287,7 @@ def test_devp_counts_the_creator_and_dev_tagged_wallets() -> None:
 def test_average_cost_pnl_by_hand() -> None:
     trader = wallet(7)
     book = book_with(listed(), WalletLabeled(chain=BSC, wallet=trader, tags=("kol",)))
-    book.watched_wallets.add((BSC, trader))
+    book.watch_wallet(BSC, trader)
     book.set_price(BSC, TOKEN, 1.0)
     book.on_trade(BSC, trader, TOKEN, 10.0, 10.0, T0)  # 10 @ $1
     book.set_price(BSC, TOKEN, 3.0)
@@ -304,7 +304,7 @@ def test_average_cost_pnl_by_hand() -> None:
 def test_a_sale_beyond_the_bought_position_is_at_zero_cost() -> None:
     trader = wallet(7)
     book = book_with(listed())
-    book.watched_wallets.add((BSC, trader))
+    book.watch_wallet(BSC, trader)
     book.on_trade(BSC, trader, TOKEN, 10.0, 10.0, T0)
     [stats] = book.on_trade(BSC, trader, TOKEN, -15.0, 30.0, T0 + 1)  # 5 came from an airdrop
     assert isinstance(stats, PnlStats)
@@ -319,7 +319,7 @@ def test_a_sale_beyond_the_bought_position_is_at_zero_cost() -> None:
 def test_a_leg_without_usd_uses_the_latest_price_or_is_skipped() -> None:
     trader = wallet(7)
     book = HolderBook()
-    book.watched_wallets.add((BSC, trader))
+    book.watch_wallet(BSC, trader)
     assert book.on_trade(BSC, trader, TOKEN, 10.0, None, T0) == []
     assert book.statistics()["trades_unpriced"] == 1
     book.set_price(BSC, TOKEN, 2.0)
@@ -365,7 +365,7 @@ def test_a_swap_books_as_two_prices_and_two_legs(
     labels = WalletLabeled(chain=BSC, wallet=wallet(1), tags=("kol", "bot"))
     one_call, by_leg = book_with(listed(), labels), book_with(listed(), labels)
     for book in (one_call, by_leg):
-        book.watched_wallets.add((BSC, wallet(1)))
+        book.watch_wallet(BSC, wallet(1))
     for i, (trader, sold, bought, usd, p_sold, p_bought, flip) in enumerate(swaps):
         a, b = (TOKEN, OTHER) if flip else (OTHER, TOKEN)
         got = one_call.on_swap(BSC, trader, T0 + i, usd, (a, sold, p_sold), (b, bought, p_bought))
@@ -405,7 +405,7 @@ def test_wallet_updates_only_for_watched_wallets() -> None:
     assert book.on_trade(BSC, other, TOKEN, 1.0, 1.0, T0) == []
     assert book.on_native(NativeBalanceChanged(BSC, 1, T0, other, 10**18)) == []
 
-    book.watched_wallets.add((BSC, watched))
+    book.watch_wallet(BSC, watched)
     assert book.on_transfer(transfer(None, other, ONE)) == []
     updates = book.on_transfer(transfer(other, watched, ONE, ts=T0 + 5, block=101))
     assert {u.wa for u in updates} == {watched}
@@ -414,14 +414,15 @@ def test_wallet_updates_only_for_watched_wallets() -> None:
     assert balance == TokenBalance(pid=BSC, wa=watched, ts=T0 + 5, a=TOKEN, b=1.0, hp=0.1, bh=101)
     assert active == LastActive(pid=BSC, wa=watched, ts=T0 + 5, lat=T0 + 5)
     # The same wallet on another chain is someone else.
-    book.watched_wallets = {(SOL, watched)}
+    book.unwatch_wallet(BSC, watched)
+    book.watch_wallet(SOL, watched)
     assert book.on_transfer(transfer(other, watched, ONE)) == []
 
 
 def test_position_time_opens_and_closes() -> None:
     w = wallet(1)
     book = book_with(listed())
-    book.watched_wallets.add((BSC, w))
+    book.watch_wallet(BSC, w)
     opened = book.on_transfer(transfer(None, w, 5 * ONE, ts=T0))
     assert PositionTime(pid=BSC, wa=w, ts=T0, a=TOKEN, spot=T0, spct=None) in opened
     more = book.on_transfer(transfer(None, w, ONE, ts=T0 + 1))
@@ -441,14 +442,14 @@ def test_position_time_opens_and_closes() -> None:
 def test_native_balance_in_native_units(chain: int, raw: int, expected: float) -> None:
     w = wallet(3)
     book = HolderBook()
-    book.watched_wallets.add((chain, w))
+    book.watch_wallet(chain, w)
     [update] = book.on_native(NativeBalanceChanged(chain, 416_995_860, T0, w, raw))
     assert update == NativeBalance(pid=chain, wa=w, ts=T0, b=expected, bh=416_995_860)
 
 
 def test_native_balance_on_a_chain_without_known_decimals_is_not_guessed() -> None:
     book = HolderBook()
-    book.watched_wallets.add((424242, wallet(3)))
+    book.watch_wallet(424242, wallet(3))
     assert book.on_native(NativeBalanceChanged(424242, 1, T0, wallet(3), 10**18)) == []
     assert book.statistics()["native_unknown_chain"] == 1
 
@@ -463,7 +464,7 @@ def _keys(payload: msgspec.Struct) -> list[str]:
 def test_every_variant_encodes_in_the_field_order_of_the_spec_examples() -> None:
     trader = wallet(1)
     book = book_with(listed(), transfer(None, trader, ONE))
-    book.watched_wallets.add((BSC, trader))
+    book.watch_wallet(BSC, trader)
     produced: list[msgspec.Struct] = list(book.metrics(BSC, TOKEN, T0))
     produced += book.on_transfer(transfer(trader, None, ONE))  # balance, close, activity
     produced += book.on_trade(BSC, trader, TOKEN, 1.0, 1.0, T0)

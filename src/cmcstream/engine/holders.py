@@ -79,7 +79,6 @@ _DEV: Final = _BIT["dev"]
 _INDICES: Final[tuple[tuple[int, ...], ...]] = tuple(
     tuple(i for i in range(_NTAGS) if mask >> i & 1) for mask in range(1 << _NTAGS)
 )
-_EMPTY: Final[dict[str, int]] = {}
 
 
 class _Position:
@@ -178,21 +177,28 @@ class _Token:
                 self.tag_realized[i] += pos.realized
 
 
-class HolderBook:
-    """Token holders, holder tags and wallet PnL of every chain; the holder channels' payloads.
+class _Chain:
+    """One chain's tokens, wallet tags and watched wallets, each keyed by address.
 
-    Attributes:
-        watched_wallets: the ``(chain, wallet)`` pairs someone subscribed to with
-            ``onchain@holder_wallet_update``; maintained by the engine. Wallet
-            payloads are built for these only, since most transfers concern
-            wallets nobody watches.
+    Per-chain tables keyed by the address string alone spare every event a
+    ``(chain, address)`` key tuple to build and hash.
     """
 
+    __slots__ = ("tags", "tokens", "watched")
+
     def __init__(self) -> None:
-        self.watched_wallets: set[tuple[int, str]] = set()
-        self._tokens: dict[tuple[int, str], _Token] = {}
-        self._by_chain: dict[int, list[_Token]] = {}
-        self._tags: dict[int, dict[str, int]] = {}  # chain -> wallet -> tag mask
+        self.tokens: dict[str, _Token] = {}
+        self.tags: dict[str, int] = {}  # wallet -> tag mask
+        # Wallets someone subscribed to with ``onchain@holder_wallet_update``: wallet
+        # payloads are built for these only, since most transfers concern no one's.
+        self.watched: set[str] = set()
+
+
+class HolderBook:
+    """Token holders, holder tags and wallet PnL of every chain; the holder channels' payloads."""
+
+    def __init__(self) -> None:
+        self._chains: dict[int, _Chain] = {}
         self._transfers = 0
         self._unknown_token = 0
         self._zero_amount = 0
@@ -201,6 +207,22 @@ class HolderBook:
         self._unpriced = 0
         self._labels = 0
         self._unknown_native = 0
+
+    # -- watched wallets ---------------------------------------------------------------------
+
+    def watch_wallet(self, chain: int, wallet: str) -> None:
+        """Build ``holder_wallet_update`` payloads for ``wallet`` from now on."""
+        self._chain(chain).watched.add(wallet)
+
+    def unwatch_wallet(self, chain: int, wallet: str) -> None:
+        """Stop building the wallet's payloads (its last subscriber left)."""
+        ch = self._chains.get(chain)
+        if ch is not None:
+            ch.watched.discard(wallet)
+
+    def is_watched(self, chain: int, wallet: str) -> bool:
+        ch = self._chains.get(chain)
+        return ch is not None and wallet in ch.watched
 
     # -- events ----------------------------------------------------------------------------
 
@@ -216,7 +238,7 @@ class HolderBook:
         tok.decimals = ev.decimals
         tok.listed_supply = ev.total_supply
         if ev.creator != tok.creator:
-            tags = self._tags.get(ev.chain, _EMPTY)
+            tags = self._chain(ev.chain).tags
             before = [(w, tok.mask(tags, w)) for w in (tok.creator, ev.creator) if w is not None]
             tok.creator = ev.creator
             for wallet, old in before:
@@ -230,7 +252,8 @@ class HolderBook:
                 others are ignored).
         """
         self._labels += 1
-        tags = self._tags.setdefault(ev.chain, {})
+        ch = self._chain(ev.chain)
+        tags = ch.tags
         old = tags.get(ev.wallet, 0)
         new = 0
         for name in ev.tags:
@@ -243,7 +266,7 @@ class HolderBook:
             del tags[ev.wallet]
         # Labels are rare and a source's opinion; walking the chain's tokens here
         # keeps a per-wallet index of holdings (and its memory) off the transfer path.
-        for tok in self._by_chain.get(ev.chain, ()):
+        for tok in ch.tokens.values():
             dev = _DEV if ev.wallet == tok.creator else 0
             tok.retag(ev.wallet, old | dev, new | dev)
 
@@ -263,9 +286,9 @@ class HolderBook:
             spam looks).
         """
         self._transfers += 1
-        chain = ev.chain
-        tok = self._tokens.get((chain, ev.token))
-        if tok is None or not tok.listed:
+        ch = self._chains.get(ev.chain)
+        tok = ch.tokens.get(ev.token) if ch is not None else None
+        if ch is None or tok is None or not tok.listed:
             self._unknown_token += 1
             return []
         tok.changed = True
@@ -277,10 +300,10 @@ class HolderBook:
         if sender == receiver:
             # A self-transfer moves nothing; clamping a debit and crediting it back
             # could otherwise create tokens for a wallet with partial history.
-            if sender is None or (chain, sender) not in self.watched_wallets:
+            if sender is None or sender not in ch.watched:
                 return []
             return self._wallet_side(tok, ev, sender, 0, None)
-        tags = self._tags.get(chain)
+        tags = ch.tags
         creator = tok.creator
         balances = tok.balances
         sender_change = receiver_change = 0  # +1 a position opened, -1 it closed
@@ -327,13 +350,13 @@ class HolderBook:
                 for i in _INDICES[mask]:
                     tag_raw[i] += amount
                     tag_holders[i] += receiver_change
-        watched = self.watched_wallets
+        watched = ch.watched
         if not watched:
             return []
         out: list[WalletUpdate] = []
-        if sender is not None and (chain, sender) in watched:
+        if sender is not None and sender in watched:
             out += self._wallet_side(tok, ev, sender, sender_change, spot)
-        if receiver is not None and (chain, receiver) in watched:
+        if receiver is not None and receiver in watched:
             out += self._wallet_side(tok, ev, receiver, receiver_change, ev.ts)
         return out
 
@@ -366,12 +389,11 @@ class HolderBook:
         self._trades += 1
         if not qty:
             return []
-        tok = self._tokens.get((chain, token)) or self._token(chain, token)
+        ch = self._chain(chain)
+        tok = ch.tokens.get(token) or self._token(chain, token)
         tok.changed = True
-        watched = self.watched_wallets
-        tags = self._tags.get(chain, _EMPTY)
         return self._leg(
-            tok, chain, wallet, qty, usd, ts, tags.get(wallet, 0), (chain, wallet) in watched
+            tok, chain, wallet, qty, usd, ts, ch.tags.get(wallet, 0), wallet in ch.watched
         )
 
     def on_swap(
@@ -402,13 +424,14 @@ class HolderBook:
         Returns:
             The ``pnl_stats`` of each booked leg, sale first, if the wallet is watched.
         """
-        tokens = self._tokens
+        ch = self._chains.get(chain) or self._chain(chain)
+        tokens = ch.tokens
         sold_token, sold_qty, sold_price = sold
         bought_token, bought_qty, bought_price = bought
-        sold_tok = tokens.get((chain, sold_token))
+        sold_tok = tokens.get(sold_token)
         if sold_tok is None and (sold_qty or sold_price is not None):
             sold_tok = self._token(chain, sold_token)
-        bought_tok = tokens.get((chain, bought_token))
+        bought_tok = tokens.get(bought_token)
         if bought_tok is None and (bought_qty or bought_price is not None):
             bought_tok = self._token(chain, bought_token)
         if sold_tok is not None:
@@ -420,10 +443,10 @@ class HolderBook:
             if bought_price is not None:
                 bought_tok.price = bought_price
         self._trades += 2
-        tags = self._tags.get(chain)
+        tags = ch.tags
         mask = tags.get(wallet, 0) if tags else 0
-        watched = self.watched_wallets
-        is_watched = bool(watched) and (chain, wallet) in watched
+        watched = ch.watched
+        is_watched = bool(watched) and wallet in watched
         out: list[WalletUpdate] = []
         if sold_tok is not None and sold_qty:
             out += self._leg(sold_tok, chain, wallet, -sold_qty, usd, ts, mask, is_watched)
@@ -504,7 +527,8 @@ class HolderBook:
             decimals :data:`~cmcstream.engine.tokens.NATIVE` does not know (counted
             as ``native_unknown_chain``): the book does not guess a unit.
         """
-        if (ev.chain, ev.wallet) not in self.watched_wallets:
+        ch = self._chains.get(ev.chain)
+        if ch is None or ev.wallet not in ch.watched:
             return []
         native = NATIVE.get(ev.chain)
         if native is None:
@@ -522,8 +546,7 @@ class HolderBook:
 
     def set_price(self, chain: int, token: str, usd: float) -> None:
         """The token's latest USD price, for unrealized PnL and ``tag_pnl``."""
-        tok = self._tokens.get((chain, token)) or self._token(chain, token)
-        tok.price = usd
+        self._token(chain, token).price = usd
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -545,7 +568,7 @@ class HolderBook:
             in token units; PnL in USD (``None`` for a tag no wallet of which ever
             traded the token, or while the token has no price).
         """
-        tok = self._tokens.get((chain, token))
+        tok = self._find(chain, token)
         if tok is None or not tok.listed:
             return []
         supply = tok.supply()
@@ -610,7 +633,7 @@ class HolderBook:
 
         The engine pushes ``holders_metrics`` only for tokens this says changed.
         """
-        tok = self._tokens.get((chain, token))
+        tok = self._find(chain, token)
         if tok is None or not tok.changed:
             return False
         tok.changed = False
@@ -618,12 +641,12 @@ class HolderBook:
 
     def holder_count(self, chain: int, token: str) -> int:
         """Wallets holding a positive balance of the token (0 for an unknown token)."""
-        tok = self._tokens.get((chain, token))
+        tok = self._find(chain, token)
         return len(tok.balances) if tok is not None else 0
 
     def balance(self, chain: int, token: str, wallet: str) -> float:
         """A wallet's balance of the token, in token units (0.0 when it holds none)."""
-        tok = self._tokens.get((chain, token))
+        tok = self._find(chain, token)
         if tok is None:
             return 0.0
         return units(tok.balances.get(wallet, 0), tok.decimals)
@@ -640,12 +663,13 @@ class HolderBook:
             of which ``trades_unpriced`` had no USD value at all; ``labels``;
             ``native_unknown_chain``.
         """
-        tokens = [t for t in self._tokens.values() if t.listed]
+        every = [t for ch in self._chains.values() for t in ch.tokens.values()]
+        tokens = [t for t in every if t.listed]
         return {
             "tokens": len(tokens),
             "holders": sum(len(t.balances) for t in tokens),
-            "positions": sum(len(t.positions) for t in self._tokens.values()),
-            "tagged_wallets": sum(len(tags) for tags in self._tags.values()),
+            "positions": sum(len(t.positions) for t in every),
+            "tagged_wallets": sum(len(ch.tags) for ch in self._chains.values()),
             "transfers": self._transfers,
             "transfers_unknown_token": self._unknown_token,
             "transfers_zero": self._zero_amount,
@@ -658,12 +682,22 @@ class HolderBook:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _chain(self, chain: int) -> _Chain:
+        ch = self._chains.get(chain)
+        if ch is None:
+            ch = self._chains[chain] = _Chain()
+        return ch
+
     def _token(self, chain: int, address: str) -> _Token:
-        tok = self._tokens.get((chain, address))
+        tokens = self._chain(chain).tokens
+        tok = tokens.get(address)
         if tok is None:
-            tok = self._tokens[(chain, address)] = _Token(chain, address)
-            self._by_chain.setdefault(chain, []).append(tok)
+            tok = tokens[address] = _Token(chain, address)
         return tok
+
+    def _find(self, chain: int, address: str) -> _Token | None:
+        ch = self._chains.get(chain)
+        return ch.tokens.get(address) if ch is not None else None
 
     @staticmethod
     def _tag_pnl(tok: _Token, i: int) -> float | None:

@@ -384,7 +384,7 @@ class OnchainEngine:
         chain = params["platform_id"]
         assert isinstance(chain, int)
         if sub.channel == _WALLET:
-            self.holders.watched_wallets.add((chain, str(params["wallet_address"])))
+            self.holders.watch_wallet(chain, str(params["wallet_address"]))
             return
         if sub.channel == _POOL_METRIC:
             pool = self._pools.get((chain, str(params["pool_address"])))
@@ -414,7 +414,7 @@ class OnchainEngine:
         if sub.channel == _WALLET:
             chain = sub.params["platform_id"]
             assert isinstance(chain, int)
-            self.holders.watched_wallets.discard((chain, str(sub.params["wallet_address"])))
+            self.holders.unwatch_wallet(chain, str(sub.params["wallet_address"]))
         self._intervals.pop(sub.topic, None)
         self._token_metrics.pop(sub.topic, None)
         self._pool_metrics.pop(sub.topic, None)
@@ -424,8 +424,17 @@ class OnchainEngine:
 
     def apply(self, event: DexEvent) -> list[Update]:
         """Fold one raw event in; return the pushes it triggers immediately."""
+        # The three commonest events are called directly: a compiled build then
+        # calls the handler natively instead of through a bound method.
+        kind = type(event)
+        if kind is Transfer:
+            return self._transfer(event)  # type: ignore[arg-type]
+        if kind is Swap:
+            return self._swap(event)  # type: ignore[arg-type]
+        if kind is NativeBalanceChanged:
+            return self._native(event)  # type: ignore[arg-type]
         try:
-            handler = self._handlers[type(event)]
+            handler = self._handlers[kind]
         except KeyError:
             handler = self._handler_of(type(event))
         return handler(event)
