@@ -140,13 +140,17 @@ events = st.lists(
 )
 
 
+# Bucket lengths 1, 6 and 30 s nest (each divides the next); 2, 3 and 5 s do not.
+@pytest.mark.parametrize("lengths", [LENGTHS, (20_000, 30_000, 50_000)])
 @settings(max_examples=300)
-@given(events, st.integers(min_value=0, max_value=400_000))
+@given(script=events, tail=st.integers(min_value=0, max_value=400_000))
 def test_folded_by_second_equals_trade_by_trade(
-    script: list[tuple[int, bool, float, float, str, float] | int], tail: int
+    lengths: tuple[int, ...],
+    script: list[tuple[int, bool, float, float, str, float] | int],
+    tail: int,
 ) -> None:
-    windows = Feed(RollingWindows(LENGTHS, BUCKETS))
-    references = [Reference(length, BUCKETS) for length in LENGTHS]
+    windows = Feed(RollingWindows(lengths, BUCKETS))
+    references = [Reference(length, BUCKETS) for length in lengths]
     ts = now = 1_000_000
     for step in script:
         if isinstance(step, int):
@@ -200,6 +204,16 @@ def test_a_returning_trader_moves_to_the_newest_bucket() -> None:
     assert (totals.ut, totals.but, totals.sut) == (0, 0, 0)
 
 
+def test_buckets_that_do_not_nest_each_move_a_returning_trader() -> None:
+    # Seconds 2 and 3 share a 2 s bucket but not a 3 s one: the 3 s window must still
+    # move the trader to its newer bucket, which outlives the older one.
+    windows = RollingWindows([20_000, 30_000], buckets=10)
+    windows.add(run_of(2, (True, 1.0, "a", 1.0)))
+    windows.add(run_of(3, (True, 1.0, "a", 1.0)))
+    two, three = windows.totals(30_000)
+    assert (two.ut, three.ut, three.but) == (0, 1, 1)
+
+
 def test_traders_who_left_every_window_are_forgotten() -> None:
     windows = RollingWindows([10_000], buckets=10)
     windows.add(run_of(0, *((True, 1.0, f"w{i}", 1.0) for i in range(1000))))
@@ -208,8 +222,7 @@ def test_traders_who_left_every_window_are_forgotten() -> None:
     [totals] = windows.totals(40_000)
     assert (totals.ut, totals.but, totals.sut) == (1, 0, 1)
     # The thousand early traders no longer take memory (internal, but the point of pruning).
-    [window] = windows._windows
-    assert all(len(side.last) < 300 for side in (window.traders, window.buyers, window.sellers))
+    assert all(len(side) < 300 for side in windows._last)
 
 
 def test_a_run_adds_up_as_its_trades_one_by_one() -> None:

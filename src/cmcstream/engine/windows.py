@@ -7,12 +7,15 @@ window sums its ``B`` buckets: that happens at most about once a second per
 watched identity, so the sums are not kept running. The window covers the
 current bucket and the ``B - 1`` before it: between ``W - W/B`` and ``W``.
 
-Distinct traders are exact: per side (all, buyers, sellers) the window keeps
-each trader's newest bucket and, per bucket, how many traders' newest bucket it
-is; the distinct count is the sum over the live buckets. A trader's first trade
-in a bucket moves it from its previous bucket to this one, a repeat costs a set
-difference for the whole run, and an evicted bucket takes its traders with it
-by clearing one count: O(1) amortized per trade.
+Distinct traders are exact. Per side (all, buyers, sellers) each window keeps,
+per bucket, how many traders' newest bucket it is; the distinct count is the
+sum over the live buckets, and an evicted bucket takes its traders with it by
+clearing one count. Which bucket is a trader's newest follows, in every window
+at once, from one number: the time the windows had reached when it last traded
+(all windows of one :class:`RollingWindows` move together, so their head
+buckets are that time's). A trader's first trade in a window's bucket moves it
+from its previous bucket to this one; a repeat in the same bucket costs a
+comparison. So a trade costs one lookup per side for all windows: O(1).
 
 :class:`RollingWindows` keeps every window of one token or pool together, so a
 run is transposed once for all of them.
@@ -64,58 +67,8 @@ class WindowTotals:
         self.last: float | None = None  # last price in the window
 
 
-class _Distinct:
-    """Distinct traders of one side over a window's live buckets.
-
-    ``last`` maps a trader to the newest bucket it traded in, and ``counts`` holds,
-    per slot, how many traders' newest bucket it is: the distinct count is their
-    sum, and evicting a bucket is clearing its count. A trader already in the head
-    bucket costs nothing more than a set difference.
-    """
-
-    __slots__ = ("counts", "current", "head", "last", "size")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.counts = [0] * size
-        self.last: dict[str, int] = {}
-        self.head = -1  # the bucket index ``current`` holds
-        self.current: set[str] = set()  # traders in the head bucket
-
-    def join(self, index: int, traders: set[str]) -> None:
-        """Count ``traders`` in the head bucket, ``index``."""
-        if index != self.head:
-            self.head = index
-            self._prune(index)
-            fresh = traders
-            self.current = traders.copy()
-        else:
-            fresh = traders - self.current
-            if not fresh:
-                return
-            self.current |= fresh
-        size, counts, last = self.size, self.counts, self.last
-        oldest = index - size  # this bucket and older ones are out of the window
-        for trader in fresh:
-            old = last.get(trader)
-            if old is not None and old > oldest:
-                counts[old % size] -= 1  # it moves from its previous bucket to this one
-            last[trader] = index
-        counts[index % size] += len(fresh)
-
-    def _prune(self, index: int) -> None:
-        # Forget traders whose newest bucket left the window, once they outnumber the
-        # ones still in it: amortized O(1) per trader, and memory follows the window.
-        last = self.last
-        if len(last) > 2 * sum(self.counts) + 256:
-            oldest = index - self.size
-            self.last = {trader: i for trader, i in last.items() if i > oldest}
-
-    def evict(self, slot: int) -> None:
-        self.counts[slot] = 0
-
-    def distinct(self) -> int:
-        return sum(self.counts)
+# Sides of the distinct counts: index into ``_Window.distinct`` and ``RollingWindows._last``.
+_ALL, _BUYERS, _SELLERS = 0, 1, 2
 
 
 class _Window:
@@ -124,9 +77,9 @@ class _Window:
     __slots__ = (
         "bc",
         "bucket_ms",
-        "buyers",
         "bvn",
         "bvu",
+        "distinct",
         "first",
         "head",
         "hi",
@@ -134,11 +87,9 @@ class _Window:
         "length_ms",
         "lo",
         "sc",
-        "sellers",
         "size",
         "svn",
         "svu",
-        "traders",
     )
 
     def __init__(self, length_ms: int, buckets: int) -> None:
@@ -150,6 +101,8 @@ class _Window:
         self.size = buckets
         self.bucket_ms = length_ms // buckets
         self.head = -1  # bucket index (ts // bucket_ms) of the newest bucket
+        # Per side, per bucket: traders whose newest bucket it is (kept by RollingWindows).
+        self.distinct = [[0] * buckets for _ in range(3)]
         self._reset()
 
     def _reset(self) -> None:
@@ -164,9 +117,8 @@ class _Window:
         self.lo: list[float | None] = [None] * size
         self.first: list[float | None] = [None] * size
         self.last: list[float | None] = [None] * size
-        self.traders = _Distinct(size)
-        self.buyers = _Distinct(size)
-        self.sellers = _Distinct(size)
+        for counts in self.distinct:
+            counts[:] = [0] * size
 
     def advance(self, ts: int) -> int:
         """Move the window's end to ``ts`` (if later), evicting what falls out; the head slot."""
@@ -186,25 +138,23 @@ class _Window:
         self.bc[slot] = self.sc[slot] = 0
         self.bvu[slot] = self.svu[slot] = self.bvn[slot] = self.svn[slot] = 0.0
         self.hi[slot] = self.lo[slot] = self.first[slot] = self.last[slot] = None
-        self.traders.evict(slot)
-        self.buyers.evict(slot)
-        self.sellers.evict(slot)
+        for counts in self.distinct:
+            counts[slot] = 0
 
     def add(self, run: TradeRun) -> None:
-        """Count a run; one older than the newest bucket counts in the newest bucket."""
+        """Count a run's trades (not its traders: see :meth:`RollingWindows.add`).
+
+        A run older than the newest bucket counts in the newest bucket.
+        """
         slot = self.advance(run.ts)
-        head = self.head
         if run.buy_usd:
             self.bc[slot] += len(run.buy_usd)
             self.bvu[slot] = add_up(run.buy_usd, self.bvu[slot])
             self.bvn[slot] = add_up(run.buy_amount, self.bvn[slot])
-            self.buyers.join(head, run.buyers)
         if run.sell_usd:
             self.sc[slot] += len(run.sell_usd)
             self.svu[slot] = add_up(run.sell_usd, self.svu[slot])
             self.svn[slot] = add_up(run.sell_amount, self.svn[slot])
-            self.sellers.join(head, run.sellers)
-        self.traders.join(head, run.traders)
         prices = run.prices
         hi = self.hi[slot]
         if hi is None:
@@ -224,9 +174,7 @@ class _Window:
         out.bc, out.sc = sum(self.bc), sum(self.sc)
         out.bvu, out.svu = sum(self.bvu), sum(self.svu)
         out.bvn, out.svn = sum(self.bvn), sum(self.svn)
-        out.ut = self.traders.distinct()
-        out.but = self.buyers.distinct()
-        out.sut = self.sellers.distinct()
+        out.ut, out.but, out.sut = (sum(counts) for counts in self.distinct)
         highs = [h for h in self.hi if h is not None]
         lows = [v for v in self.lo if v is not None]
         out.h = max(highs) if highs else None
@@ -256,16 +204,70 @@ class RollingWindows:
         ValueError: a length is not a whole number of buckets of whole seconds.
     """
 
-    __slots__ = ("_windows",)
+    __slots__ = ("_finest_first", "_last", "_longest", "_nested", "_reached", "_windows")
 
     def __init__(self, lengths_ms: Sequence[int], buckets: int = 60) -> None:
         self._windows = [_Window(length, buckets) for length in lengths_ms]
+        self._longest = max(self._windows, key=lambda w: w.length_ms)
+        self._finest_first = sorted(self._windows, key=lambda w: w.bucket_ms)
+        # When every bucket length divides the next, two times in one bucket are in one
+        # bucket of every coarser window too, so a trader's walk can stop there.
+        self._nested = all(
+            coarse.bucket_ms % fine.bucket_ms == 0
+            for fine, coarse in zip(self._finest_first, self._finest_first[1:], strict=False)
+        )
+        # The latest time any window was moved to: every window's head bucket holds it.
+        self._reached = -1
+        # Per side: each trader's ``_reached`` when it last traded, which names its
+        # newest bucket in every window.
+        self._last: list[dict[str, int]] = [{}, {}, {}]
 
     def add(self, run: TradeRun) -> None:
         """Count one second of trades in every window."""
         for window in self._windows:
             window.add(run)
+        if run.ts > self._reached:
+            self._reached = run.ts
+        self._join(_ALL, run.traders)
+        if run.buy_usd:
+            self._join(_BUYERS, run.buyers)
+        if run.sell_usd:
+            self._join(_SELLERS, run.sellers)
+        for side in (_ALL, _BUYERS, _SELLERS):
+            self._prune(side)
+
+    def _join(self, side: int, traders: set[str]) -> None:
+        """Count ``traders`` in the head bucket of every window, once per bucket."""
+        last, reached = self._last[side], self._reached
+        windows, nested = self._finest_first, self._nested
+        for trader in traders:
+            old = last.get(trader)
+            last[trader] = reached
+            if old is None:
+                for w in windows:
+                    w.distinct[side][w.head % w.size] += 1
+            elif old != reached:
+                for w in windows:
+                    head, previous = w.head, old // w.bucket_ms
+                    if previous == head:  # already counted in this bucket
+                        if nested:
+                            break
+                        continue
+                    counts, size = w.distinct[side], w.size
+                    if previous > head - size:  # it moves out of a live bucket
+                        counts[previous % size] -= 1
+                    counts[head % size] += 1
+
+    def _prune(self, side: int) -> None:
+        # Forget traders whose newest bucket left the longest window, once they outnumber
+        # the ones still in it: amortized O(1) per trader, and memory follows the window.
+        last, longest = self._last[side], self._longest
+        if len(last) > 2 * sum(longest.distinct[side]) + 256:
+            bucket_ms, oldest = longest.bucket_ms, longest.head - longest.size
+            self._last[side] = {t: at for t, at in last.items() if at // bucket_ms > oldest}
 
     def totals(self, now_ms: int) -> list[WindowTotals]:
         """Every window ending at ``now_ms`` (not older than the last run), in the given order."""
+        if now_ms > self._reached:
+            self._reached = now_ms
         return [window.totals(now_ms) for window in self._windows]
