@@ -315,3 +315,15 @@ def test_holder_metrics_are_pushed_when_a_transfer_or_swap_touched_the_token() -
     assert len(engine.advance(T0 + 6002)) == 5
     engine.apply(TokenListed(14, MEME, "MEME", "Meme", 18, 10**9 * E18, creator=DEV))
     assert engine.advance(T0 + 9000) == []  # restating a listing moves no holder
+
+
+def test_apply_many_is_apply_event_by_event() -> None:
+    one, many = world(), world()
+    for engine in (one, many):
+        for channel in ("onchain@transaction", "onchain@token_agg_event"):
+            watch(engine, channel, address=MEME)
+    swaps = trading(one, 50)
+    singly = [update for swap in swaps for update in one.apply(swap)]
+    batched = many.apply_many(swaps[:7]) + many.apply_many(swaps[7:]) + many.apply_many([])
+    assert len(singly) >= 100
+    assert batched == singly

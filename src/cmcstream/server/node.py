@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from itertools import islice
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -54,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 MARKET_CHANNEL = "market@crypto_latest_price"
 _STEP_FLUSH_S = 0.005  # longest a push waits inside a busy on-chain step
+_STEP_CHUNK = 64  # events folded per engine call between checks of that wait
 
 
 class Node:
@@ -374,12 +376,13 @@ class Node:
         now_ms = clock.now_ms()
         flushed = loop_time()
         published = 0
-        for n, event in enumerate(self.dex.step(step_ms, self._reference_prices(step_ms)), 1):
-            for topic, payload in engine.apply(event):
+        events = self.dex.step(step_ms, self._reference_prices(step_ms))
+        while chunk := list(islice(events, _STEP_CHUNK)):
+            for topic, payload in engine.apply_many(chunk):
                 published += self._publish_watched(topic, payload, now_ms)
             # A busy step takes a while: what is ready leaves every few ms
             # instead of after the whole step, stamped with its send time.
-            if n % 64 == 0 and loop_time() - flushed > _STEP_FLUSH_S:
+            if loop_time() - flushed > _STEP_FLUSH_S:
                 self.scheduler.flush()
                 flushed, now_ms = loop_time(), clock.now_ms()
         for topic, payload in engine.advance(step_ms):
