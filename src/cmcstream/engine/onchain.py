@@ -212,9 +212,12 @@ class _Pool:
         "quote",
         "r0",
         "r1",
+        "stale",
         "t0",
         "t1",
         "tape",
+        "u0",
+        "u1",
         "windows",
     )
 
@@ -224,8 +227,12 @@ class _Pool:
         self.dex = ev.dex
         self.t0 = t0
         self.t1 = t1
-        self.r0 = 0
+        self.r0 = 0  # raw reserves
         self.r1 = 0
+        # The reserves in token units, worked out again only when read after a change:
+        # a watched token's every swap reads all of its pools' prices and liquidity.
+        self.u0 = self.u1 = 0.0
+        self.stale = False
         # The non-quote side: the one whose quote preference is lower (0 on a tie).
         # A token's preference is fixed when it is listed, so a pool's sides are too.
         self.base_index = 1 if t1.quote_rank > t0.quote_rank else 0
@@ -240,6 +247,12 @@ class _Pool:
         run = self.tape.take()
         if run is not None:
             self.windows.add(run)
+
+    def refresh_units(self) -> None:
+        """``u0``/``u1`` from the raw reserves (call when ``stale``)."""
+        self.u0 = quotient(self.r0, self.t0.scale)
+        self.u1 = quotient(self.r1, self.t1.scale)
+        self.stale = False
 
 
 @dataclass(slots=True)
@@ -335,21 +348,23 @@ class OnchainEngine:
 
     def pool_price(self, pool: _Pool, token: _Token) -> float | None:
         """USD price of ``token`` implied by ``pool``'s reserves."""
-        mine, other = (pool.r0, pool.r1) if token is pool.t0 else (pool.r1, pool.r0)
-        other_token = pool.t1 if token is pool.t0 else pool.t0
-        if mine <= 0 or other <= 0:
+        if pool.r0 <= 0 or pool.r1 <= 0:
             return None
-        other_usd = self.usd(other_token)
+        other_usd = self.usd(pool.t1 if token is pool.t0 else pool.t0)
         if other_usd is None:
             return None
-        ratio = quotient(other, other_token.scale) / quotient(mine, token.scale)
+        if pool.stale:
+            pool.refresh_units()
+        ratio = pool.u1 / pool.u0 if token is pool.t0 else pool.u0 / pool.u1
         return ratio * other_usd
 
     def pool_liquidity(self, pool: _Pool) -> float | None:
         """A pool's USD value; a side of unknown price counts as much as the other."""
         u0, u1 = self.usd(pool.t0), self.usd(pool.t1)
-        v0 = quotient(pool.r0, pool.t0.scale) * u0 if u0 is not None else None
-        v1 = quotient(pool.r1, pool.t1.scale) * u1 if u1 is not None else None
+        if pool.stale:
+            pool.refresh_units()
+        v0 = pool.u0 * u0 if u0 is not None else None
+        v1 = pool.u1 * u1 if u1 is not None else None
         if v0 is None and v1 is None:
             return None
         if v0 is None or v1 is None:
@@ -515,10 +530,12 @@ class OnchainEngine:
         if in0:
             pool.r0 += amount_in
             pool.r1 -= amount_out
+            pool.stale = True
             a0, a1 = quotient(amount_in, t0.scale), quotient(amount_out, t1.scale)
         else:
             pool.r1 += amount_in
             pool.r0 -= amount_out
+            pool.stale = True
             a0, a1 = quotient(amount_out, t0.scale), quotient(amount_in, t1.scale)
         base_i = pool.base_index
         base, quote = pool.base, pool.quote
@@ -555,17 +572,17 @@ class OnchainEngine:
             assert quote_usd is not None
             base.price = base_usd
             second = ts // SECOND_MS
-            base_trade = (bought_base, vu, a_base, trader, base_usd)
-            tapes: tuple[tuple[_Token | _Pool, tuple[bool, float, float, str, float]], ...] = (
-                (base, base_trade),
-                (quote, (not bought_base, vu, a_quote, trader, quote_usd)),
-                (pool, base_trade),
-            )
-            for entity, trade in tapes:
-                tape = entity.tape
-                if tape.second != second:
-                    self._new_second(entity, second)
-                tape.trades += trade
+            # The base token and the pool tape the trade as the base side sees it, the
+            # quote token as its own side: the same five values per entity (trades.FIELDS).
+            if base.tape.second != second:
+                self._new_second(base, second)
+            base.tape.trades += (bought_base, vu, a_base, trader, base_usd)
+            if quote.tape.second != second:
+                self._new_second(quote, second)
+            quote.tape.trades += (not bought_base, vu, a_quote, trader, quote_usd)
+            if pool.tape.second != second:
+                self._new_second(pool, second)
+            pool.tape.trades += (bought_base, vu, a_base, trader, base_usd)
             base.metric_state.dirty = quote.metric_state.dirty = True
             pool.metric_state.dirty = True
         else:
@@ -678,6 +695,7 @@ class OnchainEngine:
         else:  # add, migrate: liquidity arrives in this pool
             pool.r0 += ev.amount0
             pool.r1 += ev.amount1
+        pool.stale = True
         pool.metric_state.dirty = True
         t0, t1 = pool.t0, pool.t1
         watched = self.watched
