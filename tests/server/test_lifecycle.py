@@ -31,22 +31,26 @@ async def test_idle_connection_is_closed_with_1001() -> None:
             assert 0.25 < time.monotonic() - started < 2.0
 
 
+# A second of idle timeout leaves room for a machine that stalls the server's loop for a
+# few hundred ms; each test still runs well past it.
+
+
 async def test_json_pings_keep_a_connection_alive() -> None:
-    async with running_server(speed=100, idle_timeout_s=0.3) as node:
+    async with running_server(speed=100, idle_timeout_s=1.0) as node:
         async with dial(node.url, node.demo_key) as ws:
             await welcomed(ws)
-            for rid in range(8):  # 0.8 s, well past the idle timeout
+            for rid in range(12):  # 2.4 s
                 assert (await request(ws, {"id": rid, "method": "ping"}))["type"] == "pong"
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.2)
             assert (await request(ws, {"id": 99, "method": "ping"}))["id"] == 99
 
 
 async def test_pushes_keep_a_connection_alive() -> None:
-    async with running_server(speed=100, idle_timeout_s=0.3) as node:
+    async with running_server(speed=100, idle_timeout_s=1.0) as node:
         async with dial(node.url, node.demo_key) as ws:
             await welcomed(ws)
             await request(ws, sub([1]))
-            deadline = time.monotonic() + 0.9
+            deadline = time.monotonic() + 2.5
             while time.monotonic() < deadline:
                 assert (await recv_json(ws))["type"] == "data"
 
