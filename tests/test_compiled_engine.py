@@ -2,9 +2,10 @@
 
 ``CMCSTREAM_COMPILE=1 pip install .`` compiles the engine's hot modules. Here
 the same modules are compiled into a copy of the package (the benchmark's
-build), then: the engine's own tests run against that copy, and the engine
-benchmark replays one seeded storm through both builds and must find the same
-bytes pushed. Timings are printed by the benchmark, never asserted.
+build). The engine's tests and the on-chain server tests then run against that
+copy, and the engine benchmark replays one seeded storm through both builds
+and must find the same bytes pushed. Timings are printed by the benchmark,
+never asserted.
 """
 
 from __future__ import annotations
@@ -60,7 +61,17 @@ def test_the_listed_modules_are_extensions(tree: Path) -> None:
 
 
 def test_the_engine_tests_pass_on_the_compiled_build(tree: Path) -> None:
-    done = in_tree(tree, "-m", "pytest", "tests/engine", "-p", "no:cacheprovider", timeout=600)
+    # The engine's own tests, and the server streaming every on-chain channel from it.
+    done = in_tree(
+        tree,
+        "-m",
+        "pytest",
+        "tests/engine",
+        "tests/server/test_onchain_stream.py",
+        "-p",
+        "no:cacheprovider",
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "on-chain engine: compiled" in done.stdout
     assert " passed" in done.stdout
