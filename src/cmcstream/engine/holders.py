@@ -220,10 +220,6 @@ class HolderBook:
         if ch is not None:
             ch.watched.discard(wallet)
 
-    def is_watched(self, chain: int, wallet: str) -> bool:
-        ch = self._chains.get(chain)
-        return ch is not None and wallet in ch.watched
-
     # -- events ----------------------------------------------------------------------------
 
     def on_token(self, ev: TokenListed) -> None:
@@ -390,7 +386,7 @@ class HolderBook:
         if not qty:
             return []
         ch = self._chain(chain)
-        tok = ch.tokens.get(token) or self._token(chain, token)
+        tok = self._token(chain, token)
         tok.changed = True
         return self._leg(
             tok, chain, wallet, qty, usd, ts, ch.tags.get(wallet, 0), wallet in ch.watched
@@ -424,7 +420,7 @@ class HolderBook:
         Returns:
             The ``pnl_stats`` of each booked leg, sale first, if the wallet is watched.
         """
-        ch = self._chains.get(chain) or self._chain(chain)
+        ch = self._chain(chain)
         tokens = ch.tokens
         sold_token, sold_qty, sold_price = sold
         bought_token, bought_qty, bought_price = bought

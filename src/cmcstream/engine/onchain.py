@@ -451,7 +451,7 @@ class OnchainEngine:
         try:
             handler = self._handlers[kind]
         except KeyError:
-            handler = self._handler_of(type(event))
+            handler = self._handler_of(kind)
         return handler(event)
 
     def apply_many(self, events: Iterable[DexEvent]) -> list[Update]:
@@ -530,13 +530,12 @@ class OnchainEngine:
         if in0:
             pool.r0 += amount_in
             pool.r1 -= amount_out
-            pool.stale = True
             a0, a1 = quotient(amount_in, t0.scale), quotient(amount_out, t1.scale)
         else:
             pool.r1 += amount_in
             pool.r0 -= amount_out
-            pool.stale = True
             a0, a1 = quotient(amount_out, t0.scale), quotient(amount_in, t1.scale)
+        pool.stale = True
         base_i = pool.base_index
         base, quote = pool.base, pool.quote
         a_base, a_quote = (a0, a1) if base_i == 0 else (a1, a0)
