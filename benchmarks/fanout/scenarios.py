@@ -427,39 +427,37 @@ def _pinning(server: Running, loadgens: LoadGens) -> dict[str, Any]:
 # -- the scenarios ------------------------------------------------------------------------------
 
 
+async def _steady(
+    ctx: Context, server: Running, conns: int, plan: dict[str, Any], warmup_s: float
+) -> dict[str, Any]:
+    """Open ``conns`` connections on the settled server, subscribe them, warm up, measure."""
+    s = ctx.settings
+    rss_base = procstat.rss_kib(server.pid)
+    async with loading(ctx, server, conns, plan) as loadgens:
+        result = await _connect(loadgens, server, conns, rss_base, s.settle_s)
+        result |= await _subscribe(loadgens, server, conns)
+        await asyncio.sleep(warmup_s)
+        result |= await _measure(loadgens, server, s.measure_s, rss_base, result["conns_opened"])
+        result |= _pinning(server, loadgens)
+    return result
+
+
 async def fanout(ctx: Context, name: str) -> dict[str, Any]:
     s = ctx.settings
     async with running(ctx, name, ctx.launch(s.fanout_speed)) as server:
         await asyncio.sleep(s.settle_s)
-        rss_base = procstat.rss_kib(server.pid)
         plan = _market_plan(ctx, s.fanout_ids, s.fanout_speed)
         plan["parse_every"] = s.fanout_parse_every
-        async with loading(ctx, server, s.fanout_conns, plan) as loadgens:
-            result = await _connect(loadgens, server, s.fanout_conns, rss_base, s.settle_s)
-            result |= await _subscribe(loadgens, server, s.fanout_conns)
-            await asyncio.sleep(s.warmup_s)
-            result |= await _measure(
-                loadgens, server, s.measure_s, rss_base, result["conns_opened"]
-            )
-            result |= _pinning(server, loadgens)
-    return result
+        return await _steady(ctx, server, s.fanout_conns, plan, s.warmup_s)
 
 
 async def latency(ctx: Context, name: str) -> dict[str, Any]:
     s = ctx.settings
     async with running(ctx, name, ctx.launch(s.latency_speed)) as server:
         await asyncio.sleep(s.settle_s)
-        rss_base = procstat.rss_kib(server.pid)
         plan = _market_plan(ctx, s.latency_ids, s.latency_speed)
-        async with loading(ctx, server, s.latency_conns, plan) as loadgens:
-            result = await _connect(loadgens, server, s.latency_conns, rss_base, s.settle_s)
-            result |= await _subscribe(loadgens, server, s.latency_conns)
-            await asyncio.sleep(s.warmup_s)
-            result |= await _measure(
-                loadgens, server, s.measure_s, rss_base, result["conns_opened"]
-            )
-            result["offered_pushes_per_s"] = s.latency_rate
-            result |= _pinning(server, loadgens)
+        result = await _steady(ctx, server, s.latency_conns, plan, s.warmup_s)
+    result["offered_pushes_per_s"] = s.latency_rate
     return result
 
 
@@ -468,7 +466,6 @@ async def onchain(ctx: Context, name: str) -> dict[str, Any]:
     launch = ctx.launch(s.onchain_speed, dex_activity=s.onchain_activity)
     async with running(ctx, name, launch) as server:
         await asyncio.sleep(s.settle_s)
-        rss_base = procstat.rss_kib(server.pid)
         plan = {
             "speed": s.onchain_speed,
             "subscribe": {
@@ -478,16 +475,8 @@ async def onchain(ctx: Context, name: str) -> dict[str, Any]:
                 "channels": ONCHAIN_CHANNELS,
             },
         }
-        async with loading(ctx, server, s.onchain_conns, plan) as loadgens:
-            result = await _connect(loadgens, server, s.onchain_conns, rss_base, s.settle_s)
-            result |= await _subscribe(loadgens, server, s.onchain_conns)
-            # Klines and metrics close on whole seconds; a longer warm-up lets bursts settle.
-            await asyncio.sleep(s.onchain_warmup_s)
-            result |= await _measure(
-                loadgens, server, s.measure_s, rss_base, result["conns_opened"]
-            )
-            result |= _pinning(server, loadgens)
-    return result
+        # Klines and metrics close on whole seconds; a longer warm-up lets bursts settle.
+        return await _steady(ctx, server, s.onchain_conns, plan, s.onchain_warmup_s)
 
 
 async def storm(ctx: Context, name: str) -> dict[str, Any]:
