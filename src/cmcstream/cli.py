@@ -18,7 +18,7 @@ import click
 
 from cmcstream.config import ServerConfig
 from cmcstream.engine import build as engine_build
-from cmcstream.protocol.billing import BillingModel
+from cmcstream.protocol.billing import BillingModel, format_credits
 from cmcstream.protocol.plans import DEFAULT_PLAN, PLANS
 from cmcstream.protocol.session import Counting
 from cmcstream.server.keystore import KeyRecord, KeyStatus, KeyStore, month_of
@@ -109,6 +109,18 @@ def main() -> None:
     help="Event loop; auto takes uvloop where it is installed.",
 )
 @click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM certificate (with chain) to serve wss:// (needs --tls-key).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The certificate's private key (PEM).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="warning",
@@ -130,6 +142,8 @@ def serve(
     dex_activity: float,
     slow_timeout: float,
     loop_name: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     log_level: str,
 ) -> None:
     """Run the server: ws://HOST:PORT/v1, with GET /health on the same port."""
@@ -154,7 +168,13 @@ def serve(
             dex_activity=dex_activity,
             writer=WriterPolicy(slow_timeout_s=slow_timeout),
             tune_gc=True,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
+        if tls_cert is not None and tls_key is not None:
+            from cmcstream.server.transport import tls_context
+
+            tls_context(tls_cert, tls_key)  # a bad pair fails here, before anything starts
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     store = KeyStore(config.resolved_db_path)
@@ -205,7 +225,8 @@ async def _serve(config: ServerConfig, store: KeyStore) -> None:
     node = Node(config, store)
     await node.start()
     click.echo(f"cmcstream {__version__} listening on {node.url}")
-    click.echo(f"  health:   http://{config.host}:{node.port}/health")
+    scheme = "http" if config.tls_cert is None else "https"
+    click.echo(f"  health:   {scheme}://{config.host}:{node.port}/health")
     click.echo(f"  key store: {store.path}")
     if demo is not None:
         click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
@@ -266,6 +287,8 @@ def keys_create(plan: str, status: str, credits: float | None, name: str, db: Pa
     store = _open_store(db)
     try:
         record = store.create(plan=plan, status=status, credits=credits, name=name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     finally:
         store.close()
     click.echo(record.key)
@@ -288,7 +311,7 @@ def keys_list(db: Path | None) -> None:
     for record, usage in rows:
         click.echo(
             f"{record.key:36}  {record.name[:12]:12}  {record.plan:12}  {record.status.value:8}  "
-            f"{usage.credits:,.1f} / {record.monthly_credits:,.0f}  {usage.messages:,}"
+            f"{usage.credits_text} / {format_credits(record.monthly_milli)}  {usage.messages:,}"
         )
 
 
@@ -322,7 +345,10 @@ def keys_show(key: str, db: Path | None) -> None:
         ("websocket", "yes" if plan.websocket else "no"),
         ("connections", plan.connection_limit),
         ("subscriptions", plan.subscription_limit),
-        ("credits", f"{usage.credits:,.3f} of {record.monthly_credits:,.0f} ({usage.month})"),
+        (
+            "credits",
+            f"{usage.credits_text} of {format_credits(record.monthly_milli)} ({usage.month})",
+        ),
         ("messages", f"{usage.messages:,}"),
     ):
         click.echo(f"{label + ':':15}{value}")

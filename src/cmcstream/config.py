@@ -61,6 +61,10 @@ class ServerConfig:
         usage_flush_s: how often usage is written to the key store.
         key_recheck_s: how often open connections' keys are re-read, so a key
             disabled or deleted while connected is closed.
+        open_timeout_s: how long a client may take to complete its opening
+            handshake.
+        tls_cert: PEM certificate (with its chain) to serve ``wss://``; needs ``tls_key``.
+        tls_key: the certificate's private key.
     """
 
     host: str = "127.0.0.1"
@@ -90,6 +94,9 @@ class ServerConfig:
     tune_gc: bool = False
     usage_flush_s: float = 1.0
     key_recheck_s: float = 5.0
+    open_timeout_s: float = 10.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -98,6 +105,8 @@ class ServerConfig:
             raise ValueError("slow_cadence_ms must be a multiple of fast_cadence_ms")
         if self.transport_max_bytes < self.max_frame_bytes:
             raise ValueError("transport_max_bytes must be at least max_frame_bytes")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and its key")
 
     @property
     def resolved_db_path(self) -> Path:

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from cmcstream.protocol import codec
-from cmcstream.protocol.billing import BillingModel, PerMessage, PerSubscription, make_meter
 from cmcstream.protocol.codes import ErrorCode
 from cmcstream.protocol.messages import Ack, Pong, Welcome
 from cmcstream.protocol.payloads import CryptoLatestPrice
@@ -94,19 +93,6 @@ def test_market_push_matches_the_example() -> None:
     ours = json.loads(codec.encode_data(prefix, payload, example["ts"]))
     assert ours == example
     assert shape(ours) == shape(example)
-
-
-def test_billing_models() -> None:
-    assert PerSubscription().for_subscriptions(3) == pytest.approx(0.3)
-    assert PerSubscription().for_messages(100) == 0
-    assert PerMessage().for_messages(4) == pytest.approx(0.1)
-    assert PerMessage().for_subscriptions(4) == 0
-    assert make_meter("per_message") == PerMessage()
-    assert make_meter(BillingModel.PER_SUBSCRIPTION, 2.0) == PerSubscription(2.0)
-    assert make_meter(BillingModel.PER_SUBSCRIPTION) == PerSubscription()
-    assert make_meter("per_message", 1.0) == PerMessage(1.0)
-    with pytest.raises(ValueError, match="bogus"):
-        make_meter("bogus")
 
 
 def test_plans() -> None:

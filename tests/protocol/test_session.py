@@ -374,7 +374,7 @@ def test_unexpected_exception_is_5001(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: Any) -> Any:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(s.registry, "normalize", boom)
+    monkeypatch.setattr(s.registry, "select", boom)
     reply = only_reply(send(s, sub([1], rid=8)))
     assert reply["id"] == 8
     assert reply["status"] == {

@@ -61,19 +61,21 @@ async def test_credit_exhaustion_per_subscription() -> None:
         async with dial(node.url, key) as ws:
             await welcomed(ws)
             assert (await request(ws, sub([1, 1027])))["sub_count"] == 2
-            await ws.send(json.dumps(sub([5426])))
-            code, frames = await closed_with(ws)
-        assert code == 1000
-        errors = [f for f in frames if f["type"] == "error"]
-        assert [e["status"]["error_code"] for e in errors] == ["1010"]
-        assert "id" not in errors[0]
-        assert errors[0]["status"]["error_message"] == "Monthly credit limit exceeded."
-        assert frames.index(errors[0]) == len(frames) - 1  # nothing after the error
-        # The key stays exhausted for the month: the next connection is refused the same way.
+            # 0.05 left: the next subscription is refused before it is acked, and
+            # the connection keeps what it paid for.
+            refused = await request(ws, {**sub([5426]), "id": 7})
+            assert refused["type"] == "error"
+            assert refused["id"] == 7
+            assert refused["status"]["error_code"] == "1010"
+            assert refused["status"]["error_message"] == "Monthly credit limit exceeded."
+            assert (await request(ws, {"id": 8, "method": "ping"}))["type"] == "pong"
+            assert {(await recv_json(ws))["params"]["crypto_ids"] for _ in range(4)} <= {1, 1027}
+        # Less than one subscription's price left: the next connection is refused.
         async with dial(node.url, key) as ws:
             code, frames = await closed_with(ws)
         assert code == 1000
         assert [f["status"]["error_code"] for f in frames] == ["1010"]
+        assert "id" not in frames[0]
 
 
 async def test_credit_exhaustion_per_message_and_usage_survives_restart(tmp_path: object) -> None:

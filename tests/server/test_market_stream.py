@@ -81,7 +81,7 @@ async def test_one_push_per_id_per_tick_and_cadence() -> None:
     # cadence shows in the typical gap rather than in every one of them.
     gaps = sorted(b - a for a, b in zip(per_id[1027], per_id[1027][1:], strict=False))
     assert gaps
-    assert gaps[len(gaps) // 2] >= 12_000, gaps
+    assert gaps[len(gaps) // 2] >= 120, gaps  # 15 simulated s at speed 100, in wall ms
 
 
 async def test_unknown_id_is_acked_and_gets_nothing(node: RunningNode) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import re
 import weakref
 from collections.abc import Iterator, Mapping
@@ -30,6 +31,7 @@ __all__ = [
     "ChannelSpec",
     "ParamKind",
     "ParamSpec",
+    "Selection",
     "Subscription",
     "make_topic",
 ]
@@ -91,6 +93,59 @@ class Subscription:
 def make_topic(channel: str, *values: int | str) -> str:
     """The canonical topic of an identity: ``channel|value|value…``."""
     return "|".join((channel, *map(str, values)))
+
+
+class Selection:
+    """The identities one request names: validated values per param, not yet built.
+
+    Attributes:
+        spec: the channel.
+        values: per param in documented order, its normalized values.
+        size: how many identities the request names.
+    """
+
+    __slots__ = ("_interned", "_sets", "size", "spec", "values")
+
+    def __init__(
+        self,
+        spec: ChannelSpec,
+        values: tuple[tuple[int | str, ...], ...],
+        interned: weakref.WeakValueDictionary[str, Subscription],
+    ) -> None:
+        self.spec = spec
+        self.values = values
+        self._interned = interned
+        self._sets: tuple[frozenset[int | str], ...] | None = None
+        self.size = math.prod(map(len, values))
+
+    def topics(self) -> Iterator[str]:
+        """The topic of every identity, in canonical order."""
+        name = self.spec.name
+        return (make_topic(name, *combo) for combo in itertools.product(*self.values))
+
+    def matches(self, sub: Subscription) -> bool:
+        """Whether ``sub`` is one of the identities named."""
+        if self._sets is None:
+            self._sets = tuple(map(frozenset, self.values))
+        return sub.channel == self.spec.name and all(
+            sub.params[param.name] in values
+            for param, values in zip(self.spec.params, self._sets, strict=True)
+        )
+
+    def subscriptions(self) -> list[Subscription]:
+        """One shared :class:`Subscription` per identity (interned while any holds it)."""
+        names = [p.name for p in self.spec.params]
+        subscriptions = []
+        interned = self._interned
+        for combo in itertools.product(*self.values):
+            topic = make_topic(self.spec.name, *combo)
+            sub = interned.get(topic)
+            if sub is None:
+                sub = interned[topic] = Subscription(
+                    topic, self.spec.name, dict(zip(names, combo, strict=True))
+                )
+            subscriptions.append(sub)
+        return subscriptions
 
 
 _PLATFORM = ParamSpec("platform_id", ParamKind.PLATFORM)
@@ -156,8 +211,18 @@ class ChannelRegistry:
     def normalize(self, spec: ChannelSpec, params: Mapping[str, Any]) -> list[Subscription]:
         """Turn request params into the subscriptions they stand for.
 
+        Raises:
+            RequestError: as :meth:`select`.
+        """
+        return self.select(spec, params).subscriptions()
+
+    def select(self, spec: ChannelSpec, params: Mapping[str, Any]) -> Selection:
+        """Validate request params into the :class:`Selection` of identities they name.
+
         Lists and scalars are both accepted; list items are deduplicated and
         ordered; EVM addresses are lower-cased; unknown keys are ignored (Q17).
+        Nothing per identity is built here, so a request naming thousands of
+        items costs one pass over them before its size is known.
 
         Raises:
             RequestError: 2401 for the first missing param in documented
@@ -171,36 +236,25 @@ class ChannelRegistry:
                     f"Param '{param.name}' is required for channel '{spec.name}'.",
                 )
         platform: Platform | None = None
-        values: list[list[int | str]] = []
+        values: list[tuple[int | str, ...]] = []
         for param in spec.params:
             raw = params[param.name]
             if param.kind is ParamKind.PLATFORM:
                 platform = self._platform(spec, raw)
-                values.append([platform.id])
+                values.append((platform.id,))
             elif param.kind is ParamKind.IDS:
-                values.append(list(self._ids(spec, param, raw)))
+                values.append(tuple(self._ids(spec, param, raw)))
             elif param.kind is ParamKind.ADDRESSES:
                 assert platform is not None  # platform_id precedes addresses in every spec
-                values.append(list(self._addresses(spec, param, raw, platform)))
+                values.append(tuple(self._addresses(spec, param, raw, platform)))
             else:
                 if not isinstance(raw, str) or raw not in param.choices:
                     raise _invalid(
                         f"Param '{param.name}' must be one of [{', '.join(param.choices)}] "
                         f"for channel '{spec.name}'."
                     )
-                values.append([raw])
-        names = [p.name for p in spec.params]
-        subscriptions = []
-        interned = self._interned
-        for combo in itertools.product(*values):
-            topic = make_topic(spec.name, *combo)
-            sub = interned.get(topic)
-            if sub is None:
-                sub = interned[topic] = Subscription(
-                    topic, spec.name, dict(zip(names, combo, strict=True))
-                )
-            subscriptions.append(sub)
-        return subscriptions
+                values.append((raw,))
+        return Selection(spec, tuple(values), self._interned)
 
     def _platform(self, spec: ChannelSpec, raw: Any) -> Platform:
         if type(raw) is not int:  # bool is an int subclass; "14" and 14.0 are rejected too

@@ -44,11 +44,16 @@ def decode_request(data: bytes | str) -> Request:
     """Decode one text frame into a :class:`Request`.
 
     Raises:
-        RequestError: 2201 when the frame is not JSON, not an object, or a
-            top-level field has the wrong JSON type.
+        RequestError: 2201 when the frame is not JSON, not an object, a
+            top-level field has the wrong JSON type, or it nests deeper than
+            the decoder can follow.
     """
     try:
         return _request_decoder.decode(data)
+    except RecursionError:
+        # msgspec follows nesting on the C stack and stops at the interpreter's
+        # recursion limit; how deep that is depends on the caller's own depth.
+        raise RequestError(ErrorCode.INVALID_REQUEST, "Request nests too deeply.") from None
     except msgspec.ValidationError as exc:
         match = _PATH.search(str(exc))
         if match is None:

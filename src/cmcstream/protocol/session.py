@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from msgspec import UNSET, UnsetType
 
+from cmcstream.protocol.billing import Account, CreditMeter, format_credits
 from cmcstream.protocol.channels import ChannelRegistry, ChannelSpec, Subscription
 from cmcstream.protocol.codec import RequestError, decode_request
 from cmcstream.protocol.codes import ERRORS, ErrorCode
@@ -105,6 +106,9 @@ class Session:
         max_frame_bytes: frames longer than this get 2203.
         counting: what ``sub_count`` counts.
         channels: channel names the plan allows; ``None`` for all.
+        account: the key's credits; with ``meter``, a subscribe that would
+            spend more than remains is refused with 1010 before anything is added.
+        meter: what subscriptions cost.
     """
 
     def __init__(
@@ -115,8 +119,12 @@ class Session:
         max_frame_bytes: int = 65536,
         counting: Counting = Counting.PER_ITEM,
         channels: frozenset[str] | None = None,
+        account: Account | None = None,
+        meter: CreditMeter | None = None,
     ) -> None:
         self.registry = registry
+        self.account = account
+        self.meter = meter
         self.sub_limit = sub_limit
         self.max_frame_bytes = max_frame_bytes
         self.counting = counting
@@ -180,7 +188,8 @@ class Session:
         except RequestError as exc:
             return [self._error(exc.code, now_ms, exc.detail, request_id)]
         except Exception:
-            logger.exception("unexpected failure handling %r", request)
+            # The method only: a hostile request can be too deep even to print.
+            logger.exception("unexpected failure handling a %r request", request.method)
             return [self._error(ErrorCode.INTERNAL, now_ms, None, request_id)]
 
     def _dispatch(self, request: Request, rid: RequestId | UnsetType, now_ms: int) -> list[Effect]:
@@ -218,18 +227,20 @@ class Session:
     def _subscribe(self, request: Request, rid: RequestId | UnsetType) -> list[Effect]:
         channel, spec = self._channel(request)
         params = {} if request.params is UNSET else request.params
-        wanted = self.registry.normalize(spec, params)
-        new = [sub for sub in wanted if sub.topic not in self.subscriptions]
+        selection = self.registry.select(spec, params)
+        current = self.sub_count
+        # More identities than the limit can never fit (under either counting);
+        # refused before anything per identity is built, so a request's cost
+        # is one pass over its items.
+        if selection.size > self.sub_limit:
+            raise self._over_limit(current, selection.size)
+        new = [sub for sub in selection.subscriptions() if sub.topic not in self.subscriptions]
         if not new:
             return [Reply(self._ack(rid, channel, duplicate=True))]
         adding = len(new) if self.counting is Counting.PER_ITEM else 1
-        current = self.sub_count
         if current + adding > self.sub_limit:
-            raise RequestError(
-                ErrorCode.SUBSCRIPTION_LIMIT,
-                "Subscription limit reached for this connection "
-                f"(current={current}, requested={adding}, max={self.sub_limit}).",
-            )
+            raise self._over_limit(current, adding)
+        self._charge(len(new))
         for sub in new:
             self.subscriptions[sub.topic] = sub
         if self.counting is Counting.PER_REQUEST:
@@ -240,13 +251,38 @@ class Session:
                 self._group_of[sub.topic] = group
         return [Subscribe(tuple(new)), Reply(self._ack(rid, channel))]
 
+    def _over_limit(self, current: int, requested: int) -> RequestError:
+        return RequestError(
+            ErrorCode.SUBSCRIPTION_LIMIT,
+            "Subscription limit reached for this connection "
+            f"(current={current}, requested={requested}, max={self.sub_limit}).",
+        )
+
+    def _charge(self, subscriptions: int) -> None:
+        """Take the price of ``subscriptions`` new subscriptions, or refuse with 1010."""
+        if self.account is None or self.meter is None:
+            return
+        cost = self.meter.for_subscriptions(subscriptions)
+        if cost and not self.account.take(cost):
+            raise RequestError(
+                ErrorCode.CREDITS_EXHAUSTED,
+                f"{subscriptions} new subscription(s) cost {format_credits(cost)} credits; "
+                f"{format_credits(self.account.remaining)} remain this month.",
+            )
+
     def _unsubscribe(self, request: Request, rid: RequestId | UnsetType) -> list[Effect]:
         channel, spec = self._channel(request)
+        subscriptions = self.subscriptions
         if request.params is UNSET:
-            topics = [t for t, sub in self.subscriptions.items() if sub.channel == channel]
+            topics = [t for t, sub in subscriptions.items() if sub.channel == channel]
         else:
-            wanted = self.registry.normalize(spec, request.params)
-            topics = [sub.topic for sub in wanted if sub.topic in self.subscriptions]
+            selection = self.registry.select(spec, request.params)
+            # Walk whichever side is smaller: a huge request against a few
+            # subscriptions costs as little as the subscriptions.
+            if selection.size <= len(subscriptions):
+                topics = [t for t in selection.topics() if t in subscriptions]
+            else:
+                topics = [t for t, sub in subscriptions.items() if selection.matches(sub)]
         self._remove(topics)
         ack = Reply(self._ack(rid, channel))
         return [Unsubscribe(tuple(topics)), ack] if topics else [ack]

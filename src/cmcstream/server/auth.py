@@ -16,7 +16,16 @@ plan expired          1004                           4100
 plan without WS       —                              4102
 credits exhausted     1010                           1000
 11th connection       —                              4004
+two different keys    —                              4100
 ====================  =============================  ==========
+
+A handshake that carries the key header more than once is served when every
+copy holds the same key (a proxy may repeat a header), and refused as an
+invalid key when they differ: picking one would be a guess about which the
+client meant.
+
+"Credits exhausted" means the key cannot pay for the least billable thing of
+the billing model any more (one subscription, or one push).
 """
 
 from __future__ import annotations
@@ -26,12 +35,20 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.http11 import Request
 
+from cmcstream.protocol.billing import Account
 from cmcstream.protocol.codes import CloseCode, ErrorCode
 from cmcstream.protocol.plans import PLANS, Plan
-from cmcstream.server.keystore import KeyRecord, KeyStatus, KeyStore
-from cmcstream.server.usage import UsageLedger
+from cmcstream.server.keystore import KeyRecord, KeyStatus
 
-__all__ = ["HEADER", "QUERY_PARAM", "Admission", "Refusal", "admit", "api_key_of"]
+__all__ = [
+    "HEADER",
+    "QUERY_PARAM",
+    "Admission",
+    "ConflictingKeys",
+    "Refusal",
+    "admit",
+    "api_key_of",
+]
 
 HEADER = "X-CMC_PRO_API_KEY"
 QUERY_PARAM = "CMC_PRO_API_KEY"
@@ -41,6 +58,7 @@ QUERY_PARAM = "CMC_PRO_API_KEY"
 class Admission:
     record: KeyRecord
     plan: Plan
+    account: Account | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +67,21 @@ class Refusal:
     error: ErrorCode | None = None
 
 
+class ConflictingKeys(ValueError):
+    """The handshake carries the key header more than once, with different keys."""
+
+
 def api_key_of(request: Request) -> str | None:
-    """The API key a handshake request carries, or None."""
-    key = request.headers.get(HEADER)
-    if key:
-        return key.strip() or None
+    """The API key a handshake request carries, or None.
+
+    Raises:
+        ConflictingKeys: the header is repeated with different keys.
+    """
+    keys = {value.strip() for value in request.headers.get_all(HEADER)} - {""}
+    if len(keys) > 1:
+        raise ConflictingKeys(f"{len(keys)} different {HEADER} headers")
+    if keys:
+        return keys.pop()
     values = parse_qs(urlsplit(request.path).query).get(QUERY_PARAM)
     if values and values[0].strip():
         return values[0].strip()
@@ -62,23 +90,22 @@ def api_key_of(request: Request) -> str | None:
 
 def admit(
     key: str | None,
-    store: KeyStore,
-    ledger: UsageLedger,
+    record: KeyRecord | None,
+    account: Account | None,
+    least_charge: int,
     open_connections: int,
-    now_ms: int,
 ) -> Admission | Refusal:
     """Decide whether a connection with ``key`` may proceed.
 
     Args:
         key: the key from the handshake.
-        store: where keys live.
-        ledger: this month's usage, to refuse keys without credits.
+        record: the stored key, or None when there is no such key.
+        account: the key's credits this month (None: not checked).
+        least_charge: milli-credits of the least billable thing.
         open_connections: connections the key has open already.
-        now_ms: the current time, for the usage month.
     """
     if key is None:
         return Refusal(CloseCode.KEY_INVALID, ErrorCode.KEY_MISSING)
-    record = store.get(key)
     if record is None:
         return Refusal(CloseCode.KEY_INVALID)
     if record.status is KeyStatus.DISABLED:
@@ -90,8 +117,8 @@ def admit(
     plan = PLANS.get(record.plan)
     if plan is None or not plan.websocket:
         return Refusal(CloseCode.PLAN_NOT_SUPPORTED)
-    if ledger.exhausted(record, now_ms):
+    if account is not None and account.remaining < least_charge:
         return Refusal(CloseCode.NORMAL, ErrorCode.CREDITS_EXHAUSTED)
     if open_connections >= plan.connection_limit:
         return Refusal(CloseCode.CONNECTION_LIMIT)
-    return Admission(record, plan)
+    return Admission(record, plan, account)

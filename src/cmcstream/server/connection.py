@@ -6,7 +6,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
@@ -16,7 +15,8 @@ from cmcstream.protocol.messages import ServerMessage
 from cmcstream.protocol.session import Reply, Session, Subscribe, Unsubscribe, error_message
 from cmcstream.server.frames import text_frame
 from cmcstream.server.keystore import KeyRecord
-from cmcstream.server.writer import Outbox
+from cmcstream.server.transport import ActivityConnection
+from cmcstream.server.writer import Outbox, PushMeter
 
 if TYPE_CHECKING:
     from cmcstream.server.node import Node
@@ -34,7 +34,12 @@ class Connection:
     """
 
     def __init__(
-        self, node: Node, ws: ServerConnection, record: KeyRecord, session: Session
+        self,
+        node: Node,
+        ws: ActivityConnection,
+        record: KeyRecord,
+        session: Session,
+        meter: PushMeter | None = None,
     ) -> None:
         self.node = node
         self.ws = ws
@@ -47,8 +52,8 @@ class Connection:
             node.config.writer,
             self._on_overflow,
             self._on_slow,
+            meter,
         )
-        self.last_client = asyncio.get_running_loop().time()
         self.billed_messages = 0
         self.closing = False
 
@@ -61,41 +66,42 @@ class Connection:
 
     async def run(self) -> None:
         """Serve requests until the connection closes."""
-        loop = asyncio.get_running_loop()
         ws = self.ws
+        wall = self.node.wall
         try:
             while True:
                 data = await ws.recv()
-                self.last_client = loop.time()
                 if self.closing:
                     continue
-                now_ms = self.node.clock.now_ms()
-                if isinstance(data, str):
-                    effects = self.session.receive_text(data, now_ms)
-                else:
-                    effects = self.session.receive_binary(data, now_ms)
+                now_ms = wall.now_ms()
+                try:
+                    if isinstance(data, str):
+                        effects = self.session.receive_text(data, now_ms)
+                    else:
+                        effects = self.session.receive_binary(data, now_ms)
+                except Exception:
+                    # A bug must cost this frame an error, never the connection.
+                    logger.exception("failed to handle a frame")
+                    effects = [Reply(error_message(ErrorCode.INTERNAL, now_ms))]
                 self._apply(effects, now_ms)
+                # recv() returns at once while frames are buffered: without this,
+                # one client's backlog of requests would hold the loop from everyone.
+                await asyncio.sleep(0)
         except ConnectionClosed:
             pass
 
     def _apply(self, effects: list[Reply | Subscribe | Unsubscribe], now_ms: int) -> None:
-        added = 0
         try:
             for effect in effects:
                 if isinstance(effect, Reply):
                     self.send(effect.message)
                 elif isinstance(effect, Subscribe):
                     self.node.hub.add(self.outbox, effect.subscriptions)
-                    added += len(effect.subscriptions)
                 else:
                     self.node.hub.remove(self.outbox, effect.topics)
-            # Charged after the replies are queued: the request that spends the
-            # last credit is still acked, and error 1010 follows it.
-            if added:
-                self.node.charge_subscriptions(self, added, now_ms)
         except Exception:
             # A bug must cost this request an error frame, never the connection.
-            logger.exception("failed to carry out %r", effects)
+            logger.exception("failed to carry out a request's effects")
             self.send(error_message(ErrorCode.INTERNAL, now_ms))
 
     def close(self, code: CloseCode, error: ErrorCode | None = None) -> None:
@@ -104,7 +110,7 @@ class Connection:
             return
         self.closing = True
         if error is not None:
-            self.send(error_message(error, self.node.clock.now_ms()))
+            self.send(error_message(error, self.node.wall.now_ms()))
         self.node.hub.remove(self.outbox, list(self.session.subscriptions))
         # Queued frames go out before the close frame.
         loop = asyncio.get_running_loop()

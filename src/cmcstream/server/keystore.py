@@ -1,25 +1,41 @@
 """API keys, their plans and their monthly usage, in a SQLite file.
 
 Keys are read fresh on every connect, so ``cmcstream keys disable`` takes effect
-on a running server. Usage (credits spent and ``data`` messages delivered per
-calendar month, UTC) is accumulated in memory by the server and written here
-in batches; it survives a restart.
+on a running server. Usage (milli-credits spent and ``data`` messages delivered
+per calendar month, UTC) is accumulated in memory by the server and written
+here in batches; it survives a restart.
+
+:class:`KeyStore` is blocking and safe to use from any thread (each thread has
+its own connection; WAL lets readers go on while a writer waits for a lock).
+The server never calls it on its event loop: :class:`StoreWorker` runs each
+call on a small thread pool and awaits it, so a locked or slow database file
+delays only usage writes, never a client.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
+import functools
 import secrets
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
+from cmcstream.protocol.billing import MILLI, format_credits, to_milli
 from cmcstream.protocol.plans import PLANS, get_plan
 
-__all__ = ["KeyRecord", "KeyStatus", "KeyStore", "Usage", "month_of"]
+__all__ = ["KeyRecord", "KeyStatus", "KeyStore", "StoreWorker", "Usage", "month_of"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -33,11 +49,30 @@ CREATE TABLE IF NOT EXISTS keys (
 CREATE TABLE IF NOT EXISTS usage (
     key TEXT NOT NULL,
     month TEXT NOT NULL,
-    credits REAL NOT NULL DEFAULT 0,
+    milli INTEGER NOT NULL DEFAULT 0,
     messages INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (key, month)
 );
 """
+
+# user_version 1: usage in milli-credits (integers). Files from before kept
+# credits as REAL; they are converted once, rounding to the nearest milli-credit.
+_VERSION = 1
+_MIGRATE_0_TO_1 = """
+CREATE TABLE usage_milli (
+    key TEXT NOT NULL,
+    month TEXT NOT NULL,
+    milli INTEGER NOT NULL DEFAULT 0,
+    messages INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (key, month)
+);
+INSERT INTO usage_milli (key, month, milli, messages)
+    SELECT key, month, CAST(ROUND(credits * 1000) AS INTEGER), messages FROM usage;
+DROP TABLE usage;
+ALTER TABLE usage_milli RENAME TO usage;
+"""
+
+_BUSY_TIMEOUT_S = 5.0
 
 
 class KeyStatus(enum.StrEnum):
@@ -71,14 +106,28 @@ class KeyRecord:
     def monthly_credits(self) -> float:
         return self.credits if self.credits is not None else get_plan(self.plan).monthly_credits
 
+    @property
+    def monthly_milli(self) -> int:
+        """The month's allowance in milli-credits."""
+        return to_milli(self.monthly_credits)
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
     """A key's usage in one month."""
 
     month: str
-    credits: float = 0.0
+    milli: int = 0
     messages: int = 0
+
+    @property
+    def credits(self) -> float:
+        return self.milli / MILLI
+
+    @property
+    def credits_text(self) -> str:
+        """Credits spent, exactly (``12.5``)."""
+        return format_credits(self.milli)
 
 
 def month_of(now_ms: int) -> str:
@@ -96,22 +145,70 @@ class KeyStore:
 
     Args:
         path: the database file (created with its folder if missing), or
-            ``":memory:"``.
+            ``":memory:"`` (one connection, shared by all threads under a lock).
     """
 
     def __init__(self, path: str | Path) -> None:
-        if str(path) != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.path = str(path)
-        # The server uses the store from its event loop only; autocommit with
-        # explicit transactions keeps each write durable as soon as it returns.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._memory = self.path == ":memory:"
+        if not self._memory:
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[sqlite3.Connection] = []
+        self._shared = self._connect()
+        self._migrate(self._shared)
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit with explicit transactions: each write is durable as soon
+        # as it returns.
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
+        )
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        with self._lock:
+            self._open.append(db)
+        return db
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version >= _VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(usage)")}
+            if "credits" in columns:
+                for statement in _MIGRATE_0_TO_1.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection (the shared one, locked, for ``:memory:``)."""
+        if self._memory:
+            with self._lock:
+                yield self._shared
+            return
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._connect()
+        yield db
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            connections, self._open = self._open, []
+        for db in connections:
+            db.close()
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -128,10 +225,13 @@ class KeyStore:
         """Add a key and return it.
 
         Raises:
-            ValueError: unknown plan or status, or a key that already exists.
+            ValueError: unknown plan or status, credits finer than 0.001, or a
+                key that already exists.
         """
         if plan.lower() not in PLANS:
             raise ValueError(f"unknown plan {plan!r}; one of {', '.join(PLANS)}")
+        if credits is not None:
+            to_milli(credits)  # validates: whole milli-credits only
         record = KeyRecord(
             key=key or new_key(),
             name=name,
@@ -141,99 +241,142 @@ class KeyStore:
             created_ms=now_ms if now_ms is not None else time.time_ns() // 1_000_000,
         )
         try:
-            self._db.execute(
-                "INSERT INTO keys (key, name, plan, status, credits, created_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    record.key,
-                    record.name,
-                    record.plan,
-                    record.status.value,
-                    record.credits,
-                    record.created_ms,
-                ),
-            )
+            with self._db() as db:
+                db.execute(
+                    "INSERT INTO keys (key, name, plan, status, credits, created_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        record.key,
+                        record.name,
+                        record.plan,
+                        record.status.value,
+                        record.credits,
+                        record.created_ms,
+                    ),
+                )
         except sqlite3.IntegrityError:
             raise ValueError("that key already exists") from None
         return record
 
     def get(self, key: str) -> KeyRecord | None:
-        row = self._db.execute(
-            "SELECT key, name, plan, status, credits, created_ms FROM keys WHERE key = ?", (key,)
-        ).fetchone()
+        with self._db() as db:
+            row = db.execute(
+                "SELECT key, name, plan, status, credits, created_ms FROM keys WHERE key = ?",
+                (key,),
+            ).fetchone()
         return None if row is None else _record(row)
 
     def list(self) -> list[KeyRecord]:
-        rows = self._db.execute(
-            "SELECT key, name, plan, status, credits, created_ms FROM keys ORDER BY created_ms, key"
-        ).fetchall()
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT key, name, plan, status, credits, created_ms FROM keys "
+                "ORDER BY created_ms, key"
+            ).fetchall()
         return [_record(row) for row in rows]
 
     def find(self, keys: Iterable[str]) -> dict[str, KeyRecord]:
         """The records of ``keys`` that exist."""
         wanted = list(keys)
         found: dict[str, KeyRecord] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(
-                "SELECT key, name, plan, status, credits, created_ms FROM keys "
-                f"WHERE key IN ({marks})",
-                chunk,
-            ):
-                found[row[0]] = _record(row)
+        with self._db() as db:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in db.execute(
+                    "SELECT key, name, plan, status, credits, created_ms FROM keys "
+                    f"WHERE key IN ({marks})",
+                    chunk,
+                ):
+                    found[row[0]] = _record(row)
         return found
 
     def set_status(self, key: str, status: KeyStatus | str) -> bool:
         """Change a key's status; False when there is no such key."""
-        cursor = self._db.execute(
-            "UPDATE keys SET status = ? WHERE key = ?", (KeyStatus(status).value, key)
-        )
+        with self._db() as db:
+            cursor = db.execute(
+                "UPDATE keys SET status = ? WHERE key = ?", (KeyStatus(status).value, key)
+            )
         return cursor.rowcount > 0
 
     def delete(self, key: str) -> bool:
         """Remove a key and its usage; False when there is no such key."""
-        with self._transaction():
-            self._db.execute("DELETE FROM usage WHERE key = ?", (key,))
-            cursor = self._db.execute("DELETE FROM keys WHERE key = ?", (key,))
+        with self._db() as db, _transaction(db):
+            db.execute("DELETE FROM usage WHERE key = ?", (key,))
+            cursor = db.execute("DELETE FROM keys WHERE key = ?", (key,))
         return cursor.rowcount > 0
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM keys").fetchone()[0])
+        with self._db() as db:
+            return int(db.execute("SELECT COUNT(*) FROM keys").fetchone()[0])
 
     # -- usage -------------------------------------------------------------------------------
 
     def usage(self, key: str, month: str) -> Usage:
-        row = self._db.execute(
-            "SELECT credits, messages FROM usage WHERE key = ? AND month = ?", (key, month)
-        ).fetchone()
-        return Usage(month) if row is None else Usage(month, float(row[0]), int(row[1]))
+        with self._db() as db:
+            row = db.execute(
+                "SELECT milli, messages FROM usage WHERE key = ? AND month = ?", (key, month)
+            ).fetchone()
+        return Usage(month) if row is None else Usage(month, int(row[0]), int(row[1]))
 
-    def add_usage(self, month: str, deltas: Mapping[str, tuple[float, int]]) -> None:
-        """Add ``(credits, messages)`` to each key's usage of ``month``, in one transaction."""
+    def add_usage(self, deltas: Mapping[tuple[str, str], tuple[int, int]]) -> None:
+        """Add ``(milli, messages)`` to the usage of each ``(month, key)``, in one transaction."""
         if not deltas:
             return
-        with self._transaction():
-            self._db.executemany(
-                "INSERT INTO usage (key, month, credits, messages) VALUES (?, ?, ?, ?) "
+        with self._db() as db, _transaction(db):
+            db.executemany(
+                "INSERT INTO usage (key, month, milli, messages) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (key, month) DO UPDATE SET "
-                "credits = credits + excluded.credits, messages = messages + excluded.messages",
-                [(key, month, c, m) for key, (c, m) in deltas.items()],
+                "milli = milli + excluded.milli, messages = messages + excluded.messages",
+                [(key, month, c, m) for (month, key), (c, m) in deltas.items()],
             )
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+class StoreWorker:
+    """A :class:`KeyStore`'s calls off the event loop, on a few threads of their own.
 
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+    Several threads, so a usage write stuck behind someone else's lock on the
+    file does not hold up the key look-ups of connecting clients.
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+    Args:
+        store: the store (the worker does not close it).
+        threads: how many calls may run at once.
+    """
+
+    def __init__(self, store: KeyStore, threads: int = 4) -> None:
+        self.store = store
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="cmcstream-store")
+
+    async def call(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run ``fn(*args, **kwargs)`` on the worker's threads and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def get(self, key: str) -> KeyRecord | None:
+        return await self.call(self.store.get, key)
+
+    async def find(self, keys: Iterable[str]) -> dict[str, KeyRecord]:
+        return await self.call(self.store.find, list(keys))
+
+    async def usage(self, key: str, month: str) -> Usage:
+        return await self.call(self.store.usage, key, month)
+
+    async def add_usage(self, deltas: Mapping[tuple[str, str], tuple[int, int]]) -> None:
+        await self.call(self.store.add_usage, dict(deltas))
+
+    def close(self) -> None:
+        """Stop the threads once the calls already running have returned."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _record(row: tuple[str, str, str, str, float | None, int]) -> KeyRecord:

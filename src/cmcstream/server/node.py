@@ -22,26 +22,27 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from cmcstream import heap
 from cmcstream.bus.base import Bus
 from cmcstream.bus.memory import MemoryBus
-from cmcstream.clock import Clock, SimClock
+from cmcstream.clock import Clock, SimClock, SystemClock
 from cmcstream.config import ServerConfig
 from cmcstream.engine import build as engine_build
 from cmcstream.engine.market import MarketEngine
 from cmcstream.engine.onchain import OnchainEngine
 from cmcstream.engine.tokens import REFERENCE_TOKENS
 from cmcstream.protocol import codec
-from cmcstream.protocol.billing import make_meter
+from cmcstream.protocol.billing import BillingModel, make_meter
 from cmcstream.protocol.channels import ChannelRegistry, Subscription
 from cmcstream.protocol.codes import CLOSE_CODES, CloseCode, ErrorCode
 from cmcstream.protocol.messages import Welcome
 from cmcstream.protocol.plans import PLANS
 from cmcstream.protocol.session import Session, error_message
-from cmcstream.server.auth import Admission, admit, api_key_of
+from cmcstream.server.auth import Admission, ConflictingKeys, Refusal, admit, api_key_of
 from cmcstream.server.connection import Connection
 from cmcstream.server.frames import text_frame
 from cmcstream.server.http import make_process_request
 from cmcstream.server.hub import Hub
-from cmcstream.server.keystore import KeyStatus, KeyStore
-from cmcstream.server.usage import UsageLedger
+from cmcstream.server.keystore import KeyStatus, KeyStore, StoreWorker
+from cmcstream.server.transport import ActivityConnection, echo_subprotocol, tls_context
+from cmcstream.server.usage import PushCharge, UsageLedger
 from cmcstream.server.writer import FlushScheduler
 from cmcstream.sources.simulator.dex import DexSimulator
 from cmcstream.sources.simulator.dex_world import DexWorld
@@ -65,7 +66,12 @@ class Node:
         config: the server configuration.
         store: the key store (the node does not close it).
         clock: simulated time; defaults to a :class:`SimClock` at ``config.speed``.
+            It drives the market and the DEX world and the times inside payloads.
         bus: defaults to a :class:`MemoryBus`.
+        wall: real time, for everything on the wire outside payloads (the
+            envelope ``ts``, ``welcome``, ``pong``, error timestamps) and for
+            usage months; defaults to the system clock. Clients compare those
+            with their own clock, whatever ``--speed`` the market runs at.
     """
 
     def __init__(
@@ -75,15 +81,19 @@ class Node:
         *,
         clock: Clock | None = None,
         bus: Bus | None = None,
+        wall: Clock | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.keys = StoreWorker(store)
         self.clock: Clock = clock if clock is not None else SimClock(config.speed, config.start_ms)
+        self.wall: Clock = wall if wall is not None else SystemClock()
         self.bus: Bus = bus if bus is not None else MemoryBus()
         self.hub = Hub(self.bus, on_watch=self._watch, on_unwatch=self._unwatch)
         self.registry = ChannelRegistry()
         self.meter = make_meter(config.billing, config.credit_rate)
-        self.ledger = UsageLedger(store)
+        self.ledger = UsageLedger(self.keys)
+        self._push_charges: dict[str, PushCharge] = {}
         self.engine = MarketEngine(
             fast_cadence_ms=config.fast_cadence_ms,
             slow_cadence_ms=config.slow_cadence_ms,
@@ -127,12 +137,20 @@ class Node:
             self.onchain.apply(dex_event)
         if self.config.tune_gc:
             heap.settle()
+        config = self.config
+        tls = None
+        if config.tls_cert is not None and config.tls_key is not None:
+            tls = tls_context(config.tls_cert, config.tls_key)
         self._server = await serve(
             self._handle,
             self.config.host,
             self.config.port,
+            ssl=tls,
+            create_connection=ActivityConnection,
+            select_subprotocol=echo_subprotocol,
             process_request=make_process_request(self.health),
             compression=None,  # pushes are pre-framed once and shared: no per-connection deflate
+            open_timeout=config.open_timeout_s,
             max_size=self.config.transport_max_bytes,
             ping_interval=None,  # keep-alive is the protocol's JSON ping (§3)
             ping_timeout=None,
@@ -151,6 +169,7 @@ class Node:
                 name="onchain",
             ),
             loop.create_task(self._sweep_loop(), name="sweep"),
+            loop.create_task(self._usage_loop(), name="usage"),
         ]
 
     @property
@@ -161,7 +180,8 @@ class Node:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}/v1"
+        scheme = "ws" if self.config.tls_cert is None else "wss"
+        return f"{scheme}://{self.config.host}:{self.port}/v1"
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""
@@ -195,7 +215,18 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._collect_usage()
-        self.ledger.flush()
+        for key in list(self.connections):
+            self.ledger.forget(key)
+        try:
+            saved = await asyncio.wait_for(self.ledger.flush(), self.config.shutdown_timeout_s)
+        except TimeoutError:
+            saved = False
+        if not saved:
+            milli, messages = self.ledger.unsaved
+            logger.error(
+                "usage not saved at shutdown: %d milli-credits and %d messages", milli, messages
+            )
+        await asyncio.to_thread(self.keys.close)
         await self.bus.aclose()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -225,60 +256,85 @@ class Node:
     # -- connections -------------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        now_ms = self.clock.now_ms()
-        key = api_key_of(ws.request) if ws.request is not None else None
-        open_now = len(self.connections.get(key, ())) if key else 0
-        verdict = admit(key, self.store, self.ledger, open_now, now_ms)
-        if not isinstance(verdict, Admission):
+        assert isinstance(ws, ActivityConnection)
+        verdict = await self._admit(ws)
+        now_ms = self.wall.now_ms()
+        if isinstance(verdict, Refusal):
             if verdict.error is not None:
                 ws.transport.write(text_frame(codec.encode(error_message(verdict.error, now_ms))))
             await ws.close(verdict.close_code, CLOSE_CODES[verdict.close_code].reason)
             return
+        key = verdict.record.key
+        account = verdict.account
+        assert account is not None  # every admitted key's account was read
+        charge = None
+        if self.meter.model is BillingModel.PER_MESSAGE:
+            charge = self._push_charges.get(key)
+            if charge is None:
+                charge = self._push_charges[key] = PushCharge(
+                    account, self.meter.rate, self._on_exhausted(key)
+                )
         session = Session(
             self.registry,
             sub_limit=verdict.plan.subscription_limit,
             max_frame_bytes=self.config.max_frame_bytes,
             counting=self.config.counting,
             channels=verdict.plan.channels,
+            account=account,
+            meter=self.meter,
         )
-        conn = Connection(self, ws, verdict.record, session)
-        self.connections.setdefault(conn.key, set()).add(conn)
+        conn = Connection(self, ws, verdict.record, session, charge)
+        self.connections.setdefault(key, set()).add(conn)
         try:
             conn.send(Welcome(ping_interval_ms=self.config.ping_interval_ms, ts=now_ms))
             await conn.run()
         finally:
             self._forget(conn)
 
+    async def _admit(self, ws: ActivityConnection) -> Admission | Refusal:
+        """Check the handshake's key; store reads are awaited off the event loop."""
+        try:
+            key = api_key_of(ws.request) if ws.request is not None else None
+        except ConflictingKeys as exc:
+            logger.info("refusing a handshake: %s", exc)
+            return Refusal(CloseCode.KEY_INVALID)
+        record = account = None
+        if key is not None:
+            record = await self.keys.get(key)
+            if record is not None:
+                account = await self.ledger.account(record, self.wall.now_ms())
+        # Counted after the reads: other handshakes of the key went on meanwhile.
+        open_now = len(self.connections.get(key, ())) if key else 0
+        return admit(key, record, account, self.meter.rate, open_now)
+
     def _forget(self, conn: Connection) -> None:
         self.hub.remove(conn.outbox, list(conn.session.subscriptions))
+        conn.outbox.discard()
         self.scheduler.forget(conn.outbox)
+        account = conn.session.account
         delivered = self._unbilled(conn)
-        if delivered:
-            self._charge_messages(conn.key, delivered, self.clock.now_ms())
+        if delivered and account is not None:
+            account.delivered(delivered)
         group = self.connections.get(conn.key)
         if group is not None:
             group.discard(conn)
             if not group:
                 del self.connections[conn.key]
+                self._push_charges.pop(conn.key, None)
                 self.ledger.forget(conn.key)
 
-    def charge_subscriptions(self, conn: Connection, count: int, now_ms: int) -> None:
-        credits = self.meter.for_subscriptions(count)
-        if credits:
-            spent = self.ledger.charge(conn.key, now_ms, credits=credits)
-            if spent >= conn.record.monthly_credits:
-                self._exhausted(conn.key)
-
     def _unbilled(self, conn: Connection) -> int:
-        """Pushes delivered to ``conn`` since it was last billed, marked billed now."""
+        """Pushes delivered to ``conn`` since it was last counted, marked counted now."""
         delta = conn.outbox.data_sent - conn.billed_messages
         conn.billed_messages = conn.outbox.data_sent
         return delta
 
-    def _charge_messages(self, key: str, count: int, now_ms: int) -> float:
-        return self.ledger.charge(
-            key, now_ms, credits=self.meter.for_messages(count), messages=count
-        )
+    def _on_exhausted(self, key: str) -> Callable[[], None]:
+        # Told from inside a fan-out loop: the closes must wait for it to end.
+        def later() -> None:
+            asyncio.get_running_loop().call_soon(self._exhausted, key)
+
+        return later
 
     def _exhausted(self, key: str) -> None:
         # §12.1 / Q12: error 1010 with no id, pushes stop, close 1000.
@@ -286,14 +342,13 @@ class Node:
             conn.close(CloseCode.NORMAL, ErrorCode.CREDITS_EXHAUSTED)
 
     def _collect_usage(self) -> None:
-        """Bill every key for the pushes its connections delivered since the last call."""
-        now_ms = self.clock.now_ms()
-        for key, group in list(self.connections.items()):
-            delivered = sum(self._unbilled(conn) for conn in group)
-            if delivered:
-                spent = self._charge_messages(key, delivered, now_ms)
-                if spent >= next(iter(group)).record.monthly_credits:
-                    self._exhausted(key)
+        """Count the pushes every connection delivered since the last call."""
+        for group in self.connections.values():
+            for conn in group:
+                delivered = self._unbilled(conn)
+                account = conn.session.account
+                if delivered and account is not None:
+                    account.delivered(delivered)
 
     # -- background loops --------------------------------------------------------------------
 
@@ -335,7 +390,7 @@ class Node:
             assert isinstance(cid, int)
             topic_of[cid] = topic
         payloads = self.engine.tick(tick_ms, topic_of.keys())
-        now_ms = self.clock.now_ms()
+        now_ms = self.wall.now_ms()
         for payload in payloads:
             self._publish_watched(topic_of[payload.cid], payload, now_ms)
         self.pushes_published += len(payloads)
@@ -372,8 +427,8 @@ class Node:
     def publish_onchain(self, step_ms: int) -> int:
         """Advance the DEX world to ``step_ms`` and publish the pushes; returns how many."""
         engine = self.onchain
-        clock, loop_time = self.clock, asyncio.get_running_loop().time
-        now_ms = clock.now_ms()
+        wall, loop_time = self.wall, asyncio.get_running_loop().time
+        now_ms = wall.now_ms()
         flushed = loop_time()
         published = 0
         events = self.dex.step(step_ms, self._reference_prices(step_ms))
@@ -384,7 +439,7 @@ class Node:
             # instead of after the whole step, stamped with its send time.
             if loop_time() - flushed > _STEP_FLUSH_S:
                 self.scheduler.flush()
-                flushed, now_ms = loop_time(), clock.now_ms()
+                flushed, now_ms = loop_time(), wall.now_ms()
         for topic, payload in engine.advance(step_ms):
             published += self._publish_watched(topic, payload, now_ms)
         self.scheduler.flush()
@@ -401,37 +456,45 @@ class Node:
         return 1
 
     async def _sweep_loop(self) -> None:
-        """Idle timeouts, usage, key re-checks: everything periodic about connections."""
+        """Idle timeouts, usage counts, key re-checks: everything periodic about connections."""
         loop = asyncio.get_running_loop()
         period = min(0.5, self.config.idle_timeout_s / 4, self.config.usage_flush_s)
-        last_flush = last_recheck = loop.time()
+        last_recheck = loop.time()
         while True:
             await asyncio.sleep(period)
             now = loop.time()
             try:
                 self._sweep_idle(now)
                 self._collect_usage()
-                if now - last_flush >= self.config.usage_flush_s:
-                    self.ledger.flush()
-                    last_flush = now
                 if now - last_recheck >= self.config.key_recheck_s:
-                    self._recheck_keys()
                     last_recheck = now
+                    await self._recheck_keys()
             except Exception:
                 logger.exception("sweep failed")
+
+    async def _usage_loop(self) -> None:
+        """Write usage to the store every ``usage_flush_s``; a failed write is retried."""
+        while True:
+            await asyncio.sleep(self.config.usage_flush_s)
+            try:
+                self._collect_usage()
+                self.ledger.roll(self.wall.now_ms())
+                await self.ledger.flush()
+            except Exception:
+                logger.exception("usage flush failed")
 
     def _sweep_idle(self, now: float) -> None:
         limit = self.config.idle_timeout_s
         for group in list(self.connections.values()):
             for conn in list(group):
-                if now - max(conn.last_client, conn.outbox.last_push) > limit:
+                if now - max(conn.ws.last_received, conn.outbox.last_push) > limit:
                     conn.close(CloseCode.IDLE_TIMEOUT)
 
-    def _recheck_keys(self) -> None:
+    async def _recheck_keys(self) -> None:
         """Close connections whose key was deleted, disabled or downgraded since they opened."""
         if not self.connections:
             return
-        records = self.store.find(self.connections)
+        records = await self.keys.find(list(self.connections))
         for key, group in list(self.connections.items()):
             record = records.get(key)
             code, error = CloseCode.KEY_INVALID, None
@@ -440,6 +503,8 @@ class Node:
                 if record.status is KeyStatus.ACTIVE and plan is not None and plan.websocket:
                     for conn in group:
                         conn.record = record
+                        if conn.session.account is not None:
+                            conn.session.account.limit = record.monthly_milli
                     continue
                 if record.status is KeyStatus.DISABLED:
                     code = CloseCode.KEY_DISABLED

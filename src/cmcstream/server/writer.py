@@ -14,19 +14,25 @@ is *slow*:
   ``slow_timeout_s``, it is closed with 1011 (send failure).
 
 No other connection ever waits for a slow one: fan-out only appends to queues.
+
+Under per-message billing an outbox has a :class:`PushMeter`: each push is
+charged as it is queued and only if the key can pay for it, and a push that is
+never written (collapsed away, or still queued when the connection ends) is
+refunded, so a key is charged exactly for what it was sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from websockets.protocol import Protocol, State
 
-__all__ = ["FlushScheduler", "Outbox", "WriterPolicy"]
+__all__ = ["FlushScheduler", "Outbox", "PushMeter", "WriterPolicy"]
 
 _OPEN: Final = State.OPEN
 
@@ -46,6 +52,18 @@ class WriterPolicy:
     slow_timeout_s: float = 30.0
 
 
+class PushMeter(typing.Protocol):
+    """Charges pushes to a key as they are queued."""
+
+    def take(self) -> bool:
+        """Charge one push; False (nothing charged) when the key cannot pay for it."""
+        ...
+
+    def refund(self, pushes: int) -> None:
+        """Return the charge of pushes that were never written."""
+        ...
+
+
 class Outbox:
     """The outbound queue of one connection.
 
@@ -63,10 +81,12 @@ class Outbox:
         policy: the slow-consumer limits.
         on_overflow: called once when the connection must be closed with 1011.
         on_slow: called when the reader becomes slow and when it catches up.
+        meter: charges each push (per-message billing); ``None`` when pushes are free.
     """
 
     __slots__ = (
         "_latest",
+        "_meter",
         "_on_overflow",
         "_on_slow",
         "_policy",
@@ -92,7 +112,9 @@ class Outbox:
         policy: WriterPolicy,
         on_overflow: Callable[[Outbox], None],
         on_slow: Callable[[Outbox], None] | None = None,
+        meter: PushMeter | None = None,
     ) -> None:
+        self._meter = meter
         self._transport = transport
         self._protocol = protocol
         self._scheduler = scheduler
@@ -122,13 +144,25 @@ class Outbox:
 
     def sink(self, topic: str, collapsible: bool) -> Callable[[bytes], None]:
         """Where pushes of ``topic`` go: the queue, or (slow reader) the newest-per-topic map."""
+        sink: Callable[[bytes], None]
         if collapsible and self.slow_since is not None:
-            return functools.partial(self._collapse, topic)
-        return self.append
+            sink = functools.partial(self._collapse, topic)
+        else:
+            sink = self.append
+        if self._meter is None:
+            return sink
+        return functools.partial(self._metered, sink)
+
+    def _metered(self, sink: Callable[[bytes], None], frame: bytes) -> None:
+        assert self._meter is not None
+        if self._meter.take():
+            sink(frame)
 
     def _collapse(self, topic: str, frame: bytes) -> None:
         if topic in self._latest:
             self.data_dropped += 1
+            if self._meter is not None:
+                self._meter.refund(1)
         self._latest[topic] = frame
 
     def send(self, frame: bytes) -> None:
@@ -193,7 +227,15 @@ class Outbox:
         self._clear()
         self._on_overflow(self)
 
+    def discard(self) -> None:
+        """Drop whatever is still queued (the connection is gone)."""
+        self._clear()
+
     def _clear(self) -> None:
+        if self._meter is not None:
+            unsent = len(self.pending) - self._replies + len(self._latest)
+            if unsent:
+                self._meter.refund(unsent)
         self.pending.clear()
         self._replies = 0
         self._latest.clear()
