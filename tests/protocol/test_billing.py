@@ -65,7 +65,14 @@ def test_a_charge_is_all_or_nothing_and_refunds_return_it() -> None:
 
 @pytest.mark.parametrize(
     ("credits", "milli"),
-    [(5, 5000), (0.1, 100), ("0.025", 25), (Decimal("12.5"), 12500), (0, 0), (450_000, 450_000_000)],
+    [
+        (5, 5000),
+        (0.1, 100),
+        ("0.025", 25),
+        (Decimal("12.5"), 12500),
+        (0, 0),
+        (450_000, 450_000_000),
+    ],
 )
 def test_to_milli_is_exact(credits: float | str | Decimal, milli: int) -> None:
     assert to_milli(credits) == milli

@@ -440,3 +440,69 @@ def test_any_request_gets_exactly_one_reply_and_the_count_stays_consistent(
         assert isinstance(next(e for e in effects if isinstance(e, Reply)).message, Error)
     if reply["type"] == "ack":
         assert reply["sub_count"] == s.sub_count == len(s.subscriptions)
+
+
+# -- bounded work and credits --------------------------------------------------------------------
+
+
+def test_a_request_naming_more_than_the_limit_is_refused_before_it_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cmcstream.protocol.channels import Selection
+
+    def never(self: Selection) -> Any:
+        raise AssertionError("built")
+
+    s = session()
+    monkeypatch.setattr(Selection, "subscriptions", never)
+    reply = only_reply(send(s, sub(list(range(1, 10_001)), rid=3)))
+    assert reply["status"]["error_detail"] == (
+        "Subscription limit reached for this connection (current=0, requested=10000, max=100)."
+    )
+    # Per-request counting bounds a request's size the same way.
+    assert error_code(send(session(counting=Counting.PER_REQUEST), sub(list(range(1, 102))))) == (
+        "2303"
+    )
+
+
+def test_a_huge_unsubscribe_walks_the_subscriptions_instead() -> None:
+    s = session()
+    send(s, sub([1, 5, 9]))
+    send(s, {"id": 2, "method": "subscribe", "channel": "onchain@kline", "params": kline()})
+    send(s, {"id": 3, "method": "subscribe", "channel": "onchain@kline", "params": kline("5m")})
+    effects = send(s, {**sub(list(range(2, 5001)), rid=4), "method": "unsubscribe"})
+    assert isinstance(effects[0], Unsubscribe)
+    assert sorted(effects[0].topics) == [
+        "market@crypto_latest_price|5",
+        "market@crypto_latest_price|9",
+    ]
+    wide = {**kline(), "address": [BSC_USDT, *(f"0x{n:040x}" for n in range(1, 10))]}
+    effects = send(
+        s, {"id": 5, "method": "unsubscribe", "channel": "onchain@kline", "params": wide}
+    )
+    assert isinstance(effects[0], Unsubscribe)
+    assert effects[0].topics == (f"onchain@kline|14|{BSC_USDT}|1m",)
+    assert sorted(s.subscriptions) == [
+        "market@crypto_latest_price|1",
+        f"onchain@kline|14|{BSC_USDT}|5m",
+    ]
+
+
+def test_a_subscribe_the_credits_do_not_cover_is_refused_with_1010() -> None:
+    from cmcstream.protocol.billing import Account, PerMessage, PerSubscription
+
+    account = Account(250)
+    s = session(account=account, meter=PerSubscription())
+    assert only_reply(send(s, sub([1, 2])))["sub_count"] == 2
+    reply = only_reply(send(s, sub([3], rid=9)))
+    assert reply["id"] == 9
+    assert reply["status"]["error_code"] == "1010"
+    assert reply["status"]["error_detail"] == (
+        "1 new subscription(s) cost 0.1 credits; 0.05 remain this month."
+    )
+    assert s.sub_count == 2
+    assert account.spent == 200
+    # A duplicate costs nothing, and so does any subscription billed per message.
+    assert only_reply(send(s, sub([1])))["duplicate"] is True
+    free = session(account=Account(0), meter=PerMessage())
+    assert only_reply(send(free, sub([1, 2, 3])))["sub_count"] == 3
