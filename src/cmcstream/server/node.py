@@ -274,6 +274,8 @@ class Node:
                 charge = self._push_charges[key] = PushCharge(
                     account, self.meter.rate, self._on_exhausted(key)
                 )
+            # Admitted, so the account can pay again (refunds of unsent pushes).
+            charge.exhausted = False
         session = Session(
             self.registry,
             sub_limit=verdict.plan.subscription_limit,
