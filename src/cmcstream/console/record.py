@@ -72,8 +72,7 @@ async def record(
     duration: float | None,
 ) -> int:
     """Record until ``duration`` seconds passed, Ctrl-C or SIGTERM; returns the frames written."""
-    stopper = Stopper()
-    with path.open("a", encoding="utf-8") as out:
+    with Stopper() as stopper, path.open("a", encoding="utf-8") as out:
         recorder = Recorder(out)
         async with open_stream(
             url, api_key, subs, on_frame=recorder.frame, on_state=recorder.state

@@ -86,24 +86,36 @@ async def open_stream(
 class Stopper:
     """Ends a stream command in order on SIGINT (Ctrl-C) or SIGTERM.
 
-    Before :meth:`arm`, a signal cancels the task that created the stopper
+    Before :meth:`arm`, a signal cancels the task that entered the stopper
     (connecting can take seconds); after it, the signal only sets :attr:`event`
     so the command finishes what it was writing. A SIGINT the process was
     started with ignored (a background job of a script) stays ignored, as
-    is the convention; SIGTERM still works there.
+    is the convention; SIGTERM still works there. Off the main thread, where
+    signals cannot be caught, it does nothing.
     """
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
-        self._task = asyncio.current_task()
+        self._task: asyncio.Task[Any] | None = None
         self._armed = False
+        self._installed: list[signal.Signals] = []
+
+    def __enter__(self) -> Stopper:
+        self._task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         signals = [signal.SIGTERM]
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             signals.append(signal.SIGINT)
         for sig in signals:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self._signalled)
+                self._installed.append(sig)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._installed:
+            loop.remove_signal_handler(sig)
 
     def arm(self) -> None:
         self._armed = True

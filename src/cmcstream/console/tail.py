@@ -192,6 +192,39 @@ def _json_line(push: Push[Any]) -> str:
     )
 
 
+async def _watch(
+    stream: Stream,
+    stopper: Stopper,
+    board: Board | None,
+    live: Live | None,
+    count: int | None,
+    duration: float | None,
+) -> int:
+    """Hand pushes to the board (or stdout) until a limit or a stop; the pushes seen."""
+    deadline = None if duration is None else time.monotonic() + duration
+    seen = 0
+    drawn = 0.0
+    while (count is None or seen < count) and not stopper.stopped:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        try:
+            push = await stream.recv(timeout=_REFRESH_S if left is None else min(left, _REFRESH_S))
+        except TimeoutError:
+            push = None
+        if push is not None:
+            seen += 1
+            if board is None:
+                sys.stdout.write(_json_line(push))
+                sys.stdout.flush()
+            else:
+                board.update(push)
+        if live is not None and board is not None and time.monotonic() - drawn >= _REFRESH_S:
+            live.update(board.render(), refresh=True)
+            drawn = time.monotonic()
+    return seen
+
+
 async def tail(
     url: str,
     api_key: str,
@@ -204,52 +237,21 @@ async def tail(
 ) -> int:
     """Stream until ``count`` pushes, ``duration`` seconds, Ctrl-C or SIGTERM;
     returns the pushes seen."""
-    stopper = Stopper()
     names = SymbolBook()
     if not as_json and url != DEFAULT_URL:
         names = SymbolBook(await asyncio.to_thread(simulator_of, url))
-    seen = 0
-    async with open_stream(url, api_key, subs) as stream:
-        stopper.arm()
-        deadline = None if duration is None else time.monotonic() + duration
-        board = None if as_json else Board(stream, names, len(subs))
-        live = None
-        if board is not None:
+    with Stopper() as stopper:
+        async with open_stream(url, api_key, subs) as stream:
+            stopper.arm()
+            if as_json:
+                return await _watch(stream, stopper, None, None, count, duration)
+            board = Board(stream, names, len(subs))
             live = Live(
-                board.render(),
-                console=console or Console(),
-                auto_refresh=False,
-                transient=False,
+                board.render(), console=console or Console(), auto_refresh=False, transient=False
             )
             live.start()
-        drawn = 0.0
-        try:
-            while (count is None or seen < count) and not stopper.stopped:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                try:
-                    push = await stream.recv(
-                        timeout=_REFRESH_S if left is None else min(left, _REFRESH_S)
-                    )
-                except TimeoutError:
-                    push = None
-                if push is not None:
-                    seen += 1
-                    if board is None:
-                        sys.stdout.write(_json_line(push))
-                        sys.stdout.flush()
-                    else:
-                        board.update(push)
-                if (
-                    live is not None
-                    and board is not None
-                    and time.monotonic() - drawn >= _REFRESH_S
-                ):
-                    live.update(board.render(), refresh=True)
-                    drawn = time.monotonic()
-        finally:
-            if live is not None and board is not None:
+            try:
+                return await _watch(stream, stopper, board, live, count, duration)
+            finally:
                 live.update(board.render(), refresh=True)
                 live.stop()
-    return seen
