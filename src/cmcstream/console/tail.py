@@ -170,7 +170,7 @@ class Board:
             pad_edge=False,
         )
         table.add_column("channel", no_wrap=True)
-        table.add_column("subject", no_wrap=True, max_width=16, overflow="ellipsis")
+        table.add_column("subject", no_wrap=True, max_width=18, overflow="ellipsis")
         table.add_column("n", justify="right", no_wrap=True)
         table.add_column("time UTC", no_wrap=True)
         table.add_column("latest", no_wrap=True, overflow="ellipsis", ratio=1)
