@@ -152,3 +152,63 @@ def test_demo_key_is_created_once_and_found_again(tmp_path: Path) -> None:
         assert store.count() == 1
     finally:
         store.close()
+
+
+def test_world_rejects_a_chain_it_does_not_simulate() -> None:
+    result = CliRunner().invoke(main, ["world", "--chain", "99"])
+    assert result.exit_code == 2
+    assert "99 is not a simulated chain" in result.output
+    assert "1 (Ethereum), 14 (BSC), 16 (Solana), 199 (Base)" in result.output
+
+
+def test_world_json_marks_the_busiest_token_of_each_chain() -> None:
+    from cmcstream.sources.simulator.dex_world import DexWorld
+
+    code, out = run("world", "--seed", "5", "--json")
+    assert code == 0
+    busiest = {(t["platform_id"], t["address"]) for t in json.loads(out)["tokens"] if t["busiest"]}
+    built = DexWorld.build(5)
+    assert busiest == {(c, built.busiest_token(c).address) for c in built.chains}
+
+
+def test_world_text_has_column_headers() -> None:
+    code, out = run("world", "--chain", "14")
+    assert code == 0
+    lines = out.splitlines()
+    for section, header in (
+        ("TOKENS", "PID  SYMBOL     ADDRESS"),
+        ("POOLS", "PID  PAIR             DEX              POOL ADDRESS"),
+        ("TAGGED WALLETS", "PID  TAGS                     WALLET ADDRESS"),
+    ):
+        at = next(i for i, line in enumerate(lines) if line.startswith(section))
+        assert lines[at + 1].strip() == header
+    rows = [line.split() for line in lines if re.search(r"0x[0-9a-f]{40}$", line)]
+    assert rows
+    assert all(row[0] == "14" or row[:2] == ["*", "14"] for row in rows)
+
+
+def test_market_lists_ranks_ids_symbols_and_names() -> None:
+    code, out = run("market", "--limit", "3")
+    assert code == 0
+    assert out.splitlines()[1].split() == ["RANK", "ID", "SYMBOL", "NAME"]
+    assert [line.split(maxsplit=3) for line in out.splitlines()[2:]] == [
+        ["1", "1", "BTC", "Bitcoin"],
+        ["2", "1027", "ETH", "Ethereum"],
+        ["3", "825", "USDT", "Tether USDt"],
+    ]
+
+
+def test_market_json_follows_the_seed_and_size_serve_takes() -> None:
+    from cmcstream.sources.simulator.universe import Universe
+
+    code, out = run("market", "--seed", "4", "--universe-size", "300", "--json")
+    assert code == 0
+    assets = json.loads(out)["assets"]
+    expected = Universe.load(300, seed=4)
+    assert len(assets) == 300
+    assert [(a["rank"], a["id"], a["symbol"], a["name"]) for a in assets] == [
+        (e.rank, e.cid, e.symbol, e.name) for e in expected
+    ]
+    assert assets[-1]["generated"]
+    assert not assets[0]["generated"]
+    assert run("market", "--universe-size", "-1")[0] == 2

@@ -1,4 +1,4 @@
-"""The ``cmcstream`` command: ``serve``, ``keys``, ``world``, ``tail`` and ``record``."""
+"""The ``cmcstream`` command: ``serve``, ``keys``, ``world``, ``market``, ``tail``, ``record``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,9 @@ from cmcstream.protocol.session import Counting
 from cmcstream.server.keystore import KeyRecord, KeyStatus, KeyStore, month_of
 from cmcstream.server.writer import WriterPolicy
 from cmcstream.version import __version__
+
+if TYPE_CHECKING:
+    from cmcstream.console.subscriptions import Sub
 
 __all__ = ["main"]
 
@@ -394,17 +397,40 @@ def keys_delete(key: str, db: Path | None) -> None:
     click.echo(f"{key} deleted")
 
 
-# -- world ---------------------------------------------------------------------------------------
+# -- world and market ---------------------------------------------------------------------------
+
+
+def _chain_option(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    from cmcstream.protocol.platforms import PlatformTable
+    from cmcstream.sources.simulator.dex_world import CHAINS
+
+    if value is None or value in CHAINS:
+        return value
+    table = PlatformTable()
+    known = ", ".join(
+        f"{c} ({p.name})" if (p := table.get(c)) is not None else str(c) for c in CHAINS
+    )
+    raise click.BadParameter(f"{value} is not a simulated chain; the chains are {known}")
+
+
+def _echo_json(document: Any) -> None:
+    import msgspec
+
+    click.echo(msgspec.json.format(msgspec.json.encode(document), indent=2).decode())
 
 
 @main.command()
 @click.option("--seed", default=0, show_default=True, help="The seed `serve` runs with.")
-@click.option("--chain", type=int, default=None, help="Only this platform id (1, 14, 16, 199).")
+@click.option(
+    "--chain",
+    type=int,
+    default=None,
+    callback=_chain_option,
+    help="Only this platform id (1, 14, 16, 199).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of tables.")
 def world(seed: int, chain: int | None, as_json: bool) -> None:
     """List the simulated DEX world's tokens, pools and tagged wallets, to subscribe to."""
-    import msgspec
-
     from cmcstream.sources.simulator.dex_world import DexWorld
 
     built = DexWorld.build(seed)
@@ -412,58 +438,121 @@ def world(seed: int, chain: int | None, as_json: bool) -> None:
     pools = [p for p in built.pools if chain is None or p.chain == chain]
     wallets = [w for w in built.wallets if (chain is None or w.chain == chain) and w.tags]
     symbols = {(t.chain, t.address): t.symbol for t in built.tokens}
+    busiest = {(c, built.busiest_token(c).address) for c in built.chains}
     if as_json:
-        document = {
-            "tokens": [
-                {
-                    "platform_id": t.chain,
-                    "address": t.address,
-                    "symbol": t.symbol,
-                    "name": t.name,
-                    "decimals": t.decimals,
-                }
-                for t in tokens
-            ],
-            "pools": [
-                {
-                    "platform_id": p.chain,
-                    "pool_address": p.address,
-                    "dex": p.dex,
-                    "token0": p.token0,
-                    "token1": p.token1,
-                    "pair": f"{symbols[(p.chain, p.token0)]}/{symbols[(p.chain, p.token1)]}",
-                }
-                for p in pools
-            ],
-            "wallets": [
-                {"platform_id": w.chain, "wallet_address": w.address, "tags": list(w.tags)}
-                for w in wallets
-            ],
-        }
-        click.echo(msgspec.json.format(msgspec.json.encode(document), indent=2).decode())
+        _echo_json(
+            {
+                "tokens": [
+                    {
+                        "platform_id": t.chain,
+                        "address": t.address,
+                        "symbol": t.symbol,
+                        "name": t.name,
+                        "decimals": t.decimals,
+                        "busiest": (t.chain, t.address) in busiest,
+                    }
+                    for t in tokens
+                ],
+                "pools": [
+                    {
+                        "platform_id": p.chain,
+                        "pool_address": p.address,
+                        "dex": p.dex,
+                        "token0": p.token0,
+                        "token1": p.token1,
+                        "pair": f"{symbols[(p.chain, p.token0)]}/{symbols[(p.chain, p.token1)]}",
+                    }
+                    for p in pools
+                ],
+                "wallets": [
+                    {"platform_id": w.chain, "wallet_address": w.address, "tags": list(w.tags)}
+                    for w in wallets
+                ],
+            }
+        )
         return
-    busiest = {c: built.busiest_token(c).address for c in built.chains}
-    click.echo(f"TOKENS (seed {seed}; * busiest on its chain)")
+    click.echo(f"TOKENS (seed {seed}; * the busiest on its chain)")
+    click.echo(f"   {'PID':>4}  {'SYMBOL':<10} ADDRESS")
     for t in tokens:
-        mark = "*" if busiest.get(t.chain) == t.address else " "
+        mark = "*" if (t.chain, t.address) in busiest else " "
         click.echo(f" {mark} {t.chain:>4}  {t.symbol:<10} {t.address}")
     click.echo("\nPOOLS")
+    click.echo(f"   {'PID':>4}  {'PAIR':<16} {'DEX':<16} POOL ADDRESS")
     for p in pools:
         pair = f"{symbols[(p.chain, p.token0)]}/{symbols[(p.chain, p.token1)]}"
         click.echo(f"   {p.chain:>4}  {pair:<16} {p.dex:<16} {p.address}")
     click.echo("\nTAGGED WALLETS")
+    click.echo(f"   {'PID':>4}  {'TAGS':<24} WALLET ADDRESS")
     for w in wallets:
         click.echo(f"   {w.chain:>4}  {','.join(w.tags):<24} {w.address}")
+
+
+@main.command()
+@click.option("--seed", default=0, show_default=True, help="The seed `serve` runs with.")
+@click.option(
+    "--universe-size",
+    type=click.IntRange(min=0),
+    default=5000,
+    show_default=True,
+    help="The --universe-size `serve` runs with.",
+)
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="Only the first N by rank.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of a table.")
+def market(seed: int, universe_size: int, limit: int | None, as_json: bool) -> None:
+    """List the simulated market's assets (ids for market@crypto_latest_price), by rank.
+
+    The top ones are real CoinMarketCap ids, symbols and names; the rest are
+    generated from the seed (ids from 100000 up).
+    """
+    from cmcstream.sources.simulator.universe import Universe
+
+    assets = list(Universe.load(universe_size, seed=seed))[:limit]
+    if as_json:
+        _echo_json(
+            {
+                "assets": [
+                    {
+                        "rank": a.rank,
+                        "id": a.cid,
+                        "symbol": a.symbol,
+                        "name": a.name,
+                        "generated": a.generated,
+                    }
+                    for a in assets
+                ]
+            }
+        )
+        return
+    click.echo(f"MARKET (seed {seed}, {universe_size} assets; ids from 100000 up are generated)")
+    click.echo(f"{'RANK':>5}  {'ID':>7}  {'SYMBOL':<10} NAME")
+    for a in assets:
+        click.echo(f"{a.rank:>5}  {a.cid:>7}  {a.symbol:<10} {a.name}")
 
 
 # -- tail and record -----------------------------------------------------------------------------
 
 
 def _stream_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The selectors, endpoint and key shared by ``tail`` and ``record``."""
+    """The subscriptions, selectors, endpoint and key shared by ``tail`` and ``record``."""
     from cmcstream.client import DEFAULT_URL
 
     options = [
+        click.option(
+            "--sub",
+            "subs",
+            multiple=True,
+            metavar="CHANNEL[:PARAMS]",
+            help="A subscription, repeatable: onchain@kline:platform_id=14,address=0x…,"
+            "interval=1m, or CHANNEL:{JSON params}. Params left out come from the options below.",
+        ),
+        click.option(
+            "--subs-file",
+            "subs_files",
+            multiple=True,
+            type=click.File("r", encoding="utf-8"),
+            help="Subscriptions from a file ('-' for stdin): a JSON list, or one a line "
+            '(a --sub value or {"channel": ..., "params": {...}}).',
+        ),
         click.option("--ids", multiple=True, help="crypto_ids, e.g. 1,1027 (market channel)."),
         click.option("--platform", type=int, default=None, help="platform_id, e.g. 14 (BSC)."),
         click.option("--address", multiple=True, help="Token address(es), comma-separated."),
@@ -488,72 +577,93 @@ def _stream_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-def _selected(channel: str, key: str | None, **selectors: Any) -> tuple[str, dict[str, Any]]:
+def _subscriptions(
+    channel: str | None,
+    key: str | None,
+    subs: tuple[str, ...],
+    subs_files: tuple[IO[str], ...],
+    **selectors: Any,
+) -> tuple[str, list[Sub]]:
     from cmcstream.console.selectors import Selectors
+    from cmcstream.console.subscriptions import collect
 
     if not key:
         raise click.UsageError("no API key: pass --key or set CMC_PRO_API_KEY")
     try:
-        return key, Selectors(**selectors).params(channel)
+        files = [(f.name, f.read()) for f in subs_files]
+        return key, collect(channel, subs, files, Selectors(**selectors))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
 
 def _run_stream(coro: Coroutine[Any, Any, int]) -> int:
-    """Run a stream command; Ctrl-C ends it quietly, client errors end it with a message."""
-    from cmcstream.exceptions import CMCStreamError
+    """Run a stream command; its failures end it with a message naming the endpoint."""
+    from cmcstream.console.session import StreamFailed
 
     try:
         return asyncio.run(coro)
-    except KeyboardInterrupt:
-        return -1
-    except CMCStreamError as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        sys.exit(130)  # interrupted before the stream was up
+    except StreamFailed as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
-@click.argument("channel")
+@click.argument("channel", required=False)
 @_stream_options
 @click.option("--json", "as_json", is_flag=True, help="JSON lines on stdout instead of a table.")
 @click.option("--count", type=int, default=None, help="Stop after this many pushes.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 def tail(
-    channel: str,
+    channel: str | None,
     key: str | None,
     url: str,
     as_json: bool,
     count: int | None,
     duration: float | None,
+    subs: tuple[str, ...],
+    subs_files: tuple[IO[str], ...],
     **selectors: Any,
 ) -> None:
-    """Watch CHANNEL live: a table updating in place, or JSON lines (--json).
+    """Watch CHANNEL, or every --sub, live: a table updating in place, or JSON lines (--json).
 
     \b
     Examples:
       cmcstream tail market@crypto_latest_price --ids 1,1027 --url ws://127.0.0.1:8765/v1
       cmcstream tail onchain@kline --platform 14 --address 0x... --interval 1m --json
+      cmcstream tail --platform 14 --address 0x... \\
+          --sub onchain@transaction --sub onchain@kline:interval=5m \\
+          --sub market@crypto_latest_price:ids=1,1027
     """
     from cmcstream.console.tail import tail as run
 
-    key, params = _selected(channel, key, **selectors)
-    _run_stream(run(url, key, channel, params, as_json=as_json, count=count, duration=duration))
+    key, wanted = _subscriptions(channel, key, subs, subs_files, **selectors)
+    _run_stream(run(url, key, wanted, as_json=as_json, count=count, duration=duration))
 
 
 @main.command()
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("channel")
+@click.argument("channel", required=False)
 @_stream_options
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 def record(
-    out: Path, channel: str, key: str | None, url: str, duration: float | None, **selectors: Any
+    out: Path,
+    channel: str | None,
+    key: str | None,
+    url: str,
+    duration: float | None,
+    subs: tuple[str, ...],
+    subs_files: tuple[IO[str], ...],
+    **selectors: Any,
 ) -> None:
-    """Append every frame of CHANNEL to OUT (JSON lines, with receive times).
+    """Append every frame of CHANNEL, or of every --sub, to OUT (JSON lines, with receive times).
 
-    For replay and bug reports; reconnects and outages are recorded too.
+    For replay and bug reports; reconnects and outages are recorded too. All the
+    subscriptions share one stream, spread over as few connections as the
+    plan's per-connection limit allows. Ctrl-C or SIGTERM ends it cleanly.
     """
     from cmcstream.console.record import record as run
 
-    key, params = _selected(channel, key, **selectors)
-    frames = _run_stream(run(out, url, key, channel, params, duration))
-    if frames >= 0:
-        click.echo(f"{frames} frames written to {out}", err=True)
+    key, wanted = _subscriptions(channel, key, subs, subs_files, **selectors)
+    frames = _run_stream(run(out, url, key, wanted, duration))
+    click.echo(f"{frames} frames written to {out}", err=True)

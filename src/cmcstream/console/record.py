@@ -15,14 +15,16 @@ The file is flushed after every line, so a crash loses nothing already received.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import msgspec
 
-from cmcstream.client import StateChange, Stream
+from cmcstream.client import StateChange
+from cmcstream.console.session import Stopper, open_stream
+from cmcstream.console.subscriptions import Sub
 
 __all__ = ["Recorder", "record"]
 
@@ -66,21 +68,31 @@ async def record(
     path: Path,
     url: str,
     api_key: str,
-    channel: str,
-    params: dict[str, Any],
+    subs: Sequence[Sub],
     duration: float | None,
 ) -> int:
-    """Record until ``duration`` seconds passed (or forever); returns the frames written."""
-    with path.open("a", encoding="utf-8") as out:
+    """Record until ``duration`` seconds passed, Ctrl-C or SIGTERM; returns the frames written."""
+    with Stopper() as stopper, path.open("a", encoding="utf-8") as out:
         recorder = Recorder(out)
-        stream = Stream(api_key, url, raw=True, on_frame=recorder.frame, on_state=recorder.state)
-        async with stream:
-            await stream.subscribe(channel, params)
+        async with open_stream(
+            url, api_key, subs, on_frame=recorder.frame, on_state=recorder.state
+        ) as stream:
+            stopper.arm()
 
             async def drain() -> None:
                 async for _ in stream:
                     pass  # the recorder already wrote it
 
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(drain(), duration)
+            draining = asyncio.ensure_future(drain())
+            stopping = asyncio.ensure_future(stopper.event.wait())
+            try:
+                await asyncio.wait(
+                    (draining, stopping), timeout=duration, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                draining.cancel()
+                stopping.cancel()
+                await asyncio.gather(draining, stopping, return_exceptions=True)
+            if not draining.cancelled():
+                draining.result()  # a stream that ended on an error says so
         return recorder.frames

@@ -5,11 +5,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cmcstream.protocol.channels import CHANNELS, ParamKind
+from cmcstream.protocol.channels import CHANNELS, ChannelSpec, ParamKind, ParamSpec
 
-__all__ = ["Selectors"]
+__all__ = ["SPECS", "Selectors", "channel_spec", "flag_of"]
 
-_SPECS = {spec.name: spec for spec in CHANNELS}
+SPECS = {spec.name: spec for spec in CHANNELS}
+
+_ADDRESS_FLAGS = {"address": "--address", "pool_address": "--pool", "wallet_address": "--wallet"}
+
+
+def channel_spec(channel: str) -> ChannelSpec:
+    """The channel named ``channel``.
+
+    Raises:
+        ValueError: no such channel (the message lists them).
+    """
+    spec = SPECS.get(channel)
+    if spec is None:
+        known = ", ".join(SPECS)
+        raise ValueError(f"unknown channel {channel!r}; the channels are: {known}")
+    return spec
+
+
+def flag_of(param: ParamSpec) -> str:
+    """The command-line option that supplies ``param``."""
+    if param.kind is ParamKind.IDS:
+        return "--ids"
+    if param.kind is ParamKind.PLATFORM:
+        return "--platform"
+    if param.kind is ParamKind.INTERVAL:
+        return "--interval"
+    return _ADDRESS_FLAGS[param.name]
 
 
 def _words(values: tuple[str, ...]) -> list[str]:
@@ -19,7 +45,7 @@ def _words(values: tuple[str, ...]) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Selectors:
-    """What the user named on the command line."""
+    """What the user named on the command line with the selector options."""
 
     ids: tuple[str, ...] = ()
     platform: int | None = None
@@ -28,38 +54,40 @@ class Selectors:
     pool: tuple[str, ...] = ()
     wallet: tuple[str, ...] = ()
 
-    def params(self, channel: str) -> dict[str, Any]:
-        """The subscribe params for ``channel``.
+    def value(self, param: ParamSpec) -> Any:
+        """What the options say for ``param``; ``None`` when they say nothing.
 
         Raises:
-            ValueError: a selector the channel needs is missing, or ``--ids``
-                holds something that is not a number.
+            ValueError: ``--ids`` holds something that is not a number.
         """
-        spec = _SPECS.get(channel)
-        if spec is None:
-            known = ", ".join(_SPECS)
-            raise ValueError(f"unknown channel {channel!r}; the channels are: {known}")
-        params: dict[str, Any] = {}
+        if param.kind is ParamKind.IDS:
+            try:
+                return [int(word) for word in _words(self.ids)] or None
+            except ValueError:
+                raise ValueError("--ids takes numbers, e.g. --ids 1,1027") from None
+        if param.kind is ParamKind.PLATFORM:
+            return self.platform
+        if param.kind is ParamKind.INTERVAL:
+            return self.interval or "1m"
+        source = {"address": self.address, "pool_address": self.pool, "wallet_address": self.wallet}
+        return _words(source[param.name]) or None
+
+    def params(self, channel: str, given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The subscribe params for ``channel``: ``given`` ones first, the options for the rest.
+
+        Raises:
+            ValueError: an unknown channel, a param that neither ``given`` nor
+                the options supply, or ``--ids`` that are not numbers.
+        """
+        spec = channel_spec(channel)
+        params = dict(given or {})
         for param in spec.params:
-            value: Any
-            if param.kind is ParamKind.IDS:
-                try:
-                    value = [int(word) for word in _words(self.ids)]
-                except ValueError:
-                    raise ValueError("--ids takes numbers, e.g. --ids 1,1027") from None
-                flag = "--ids"
-            elif param.kind is ParamKind.PLATFORM:
-                value, flag = self.platform, "--platform"
-            elif param.kind is ParamKind.INTERVAL:
-                value, flag = self.interval or "1m", "--interval"
-            else:
-                source, flag = {
-                    "address": (self.address, "--address"),
-                    "pool_address": (self.pool, "--pool"),
-                    "wallet_address": (self.wallet, "--wallet"),
-                }[param.name]
-                value = _words(source)
-            if value is None or value == []:
-                raise ValueError(f"{channel} needs {flag}")
+            if params.get(param.name) is not None:
+                continue
+            value = self.value(param)
+            if value is None:
+                if given is None:
+                    raise ValueError(f"{channel} needs {flag_of(param)}")
+                raise ValueError(f"{channel} needs {param.name}=… (or {flag_of(param)})")
             params[param.name] = value
         return params

@@ -251,6 +251,8 @@ class Node:
             ),
             "slow_closed": self.slow_closed,
             "engine": engine_build(),
+            # What `cmcstream tail` needs to name the simulated assets and tokens.
+            "simulator": {"seed": self.config.seed, "universe_size": self.config.universe_size},
         }
 
     # -- connections -------------------------------------------------------------------------
