@@ -246,7 +246,9 @@ class MarketSimulator:
             paths.append(head)
             ends.append(end)
             prev_path, prev_res, prev_end = head, res, end
-        if path.peg is None:
+        daily_res, daily_n = grids[-1]
+        oldest = ends[-1] - (daily_n - 2) * daily_res
+        if path.peg is None and (a.anchors or a.launch_ts >= oldest):
             pins = self._pins(a, now_ms, grids, ends, paths)
             if len(pins) > 1:
                 self._bridge(pins, grids, ends, paths)
