@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
+import statistics
 from datetime import UTC, datetime
 
 import msgspec
@@ -29,7 +32,7 @@ def listed(
     cid: int = 1,
     *,
     rank: int = 1,
-    cs: float = 1_000.0,
+    cs: float | None = 1_000.0,
     max_supply: float | None = 2_000.0,
     total_supply: float | None = None,
     launch_ts: int = LONG_AGO,
@@ -68,6 +71,10 @@ def daily_linear(cid: int = 1, days: int = 400, end: int = MIDNIGHT) -> PriceSer
 
 def pct(p: float, ref: float) -> float:
     return (p - ref) / ref * 100.0
+
+
+def diffs(xs: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(xs)]
 
 
 # -- every field, by hand --------------------------------------------------
@@ -110,21 +117,85 @@ def test_every_field_matches_a_hand_computation() -> None:
     assert p.vu == pytest.approx(287.0)
 
 
-def test_mc_is_exactly_price_times_circulating_supply() -> None:
-    engine = engine_with(listed(cs=19_999_999.37), daily_linear())
+def test_cs_is_whole_coins_and_mc_is_exactly_price_times_cs() -> None:
+    engine = engine_with(listed(cs=20_028_705.62), daily_linear())
     engine.apply(Trade(1, MIDNIGHT + 1, 81_187.93284788371, 1.0))
     p = engine.latest_price(1, MIDNIGHT + 1)
     assert p is not None
-    assert p.mc == p.p * 19_999_999.37
+    assert p.cs == 20_028_706
+    assert type(p.cs) is int
+    assert p.mc == p.p * 20_028_706
+    # The documentation's example, byte for byte where the two meet.
+    wire = msgspec.json.encode(p)
+    assert b'"cs":20028706,' in wire
+    assert b'"mc":1626089237758.0056,' in wire
 
 
-def test_a_reference_between_two_closes_is_interpolated() -> None:
+def test_an_unknown_supply_gives_null_cs_mc_and_fdv() -> None:
+    engine = engine_with(listed(cs=None, max_supply=None), daily_linear())
+    p = engine.latest_price(1, MIDNIGHT)
+    assert p is not None
+    assert (p.cs, p.mc, p.fdv24h) == (None, None, None)
+    assert p.p24h is not None
+    assert p.p1y is not None
+    wire = msgspec.json.encode(p)
+    assert b'"mc":null,"cs":null,' in wire
+    assert wire.endswith(b'"fdv24h":null}')
+    # A supply that becomes known later is used from then on.
+    engine.apply(SupplyChanged(1, MIDNIGHT + 1, 600.0, None))
+    q = engine.latest_price(1, MIDNIGHT + 1)
+    assert q is not None
+    assert (q.cs, q.mc, q.fdv24h) == (600, 499.0 * 600, None)
+
+
+def test_a_reference_between_two_closes_is_the_last_close_before_it() -> None:
     engine = engine_with(listed(), daily_linear())
-    # No trade since midnight: 24 h before noon lies halfway between the close
-    # one day ago (498) and the live price (499).
+    # No trade since midnight: 24 h before noon lies between the close one day
+    # ago (498) and the live price (499); the reference is the close, not a
+    # point on a line between them.
     p = engine.latest_price(1, MIDNIGHT + 12 * HOUR_MS)
     assert p is not None
-    assert p.p24h == pytest.approx(pct(499.0, 498.5))
+    assert p.p24h == pct(499.0, 498.0)
+    p = engine.latest_price(1, MIDNIGHT + DAY_MS - 1)
+    assert p is not None
+    assert p.p24h == pct(499.0, 498.0)
+    p = engine.latest_price(1, MIDNIGHT + DAY_MS)
+    assert p is not None
+    assert p.p24h == 0.0  # now a day after the last close: the live price itself
+
+
+@pytest.mark.parametrize(
+    ("field", "step_ms", "reach_ms"),
+    [("p24h", 5_000, DAY_MS), ("p7d", 60_000, 7 * DAY_MS)],
+)
+def test_references_keep_the_volatility_of_the_price_path(
+    field: str, step_ms: int, reach_ms: int
+) -> None:
+    # A seeded random walk with one trade per step. Once the reference reaches
+    # back into the walk, it must move as much per push as the price does:
+    # interpolating between closes made the 24 h reference 8 times calmer than
+    # the price (and the 7-day one, read from hourly closes, 8 times more).
+    rng = random.Random(4)
+    engine = engine_with(listed())
+    scale = 0.5 * math.sqrt(step_ms / (365.25 * DAY_MS))
+    x = math.log(100.0)
+    spot: list[float] = []
+    ref: list[float] = []
+    warm = (reach_ms + HOUR_MS) // step_ms
+    for k in range(warm + 4 * DAY_MS // step_ms):
+        t = MIDNIGHT + k * step_ms
+        x += scale * rng.gauss(0.0, 1.0)
+        engine.apply(Trade(1, t, math.exp(x), 1.0))
+        if k >= warm:
+            p = engine.latest_price(1, t)
+            assert p is not None
+            change = getattr(p, field)
+            spot.append(math.log(p.p))
+            ref.append(math.log(p.p / (1.0 + change / 100.0)))
+    ratio = statistics.fmean(d * d for d in diffs(ref)) / statistics.fmean(
+        d * d for d in diffs(spot)
+    )
+    assert ratio == pytest.approx(1.0, abs=0.3)
 
 
 def test_references_come_from_the_finest_tier_that_reaches_back() -> None:
@@ -441,8 +512,9 @@ def test_an_unaligned_series_is_interpolated_into_the_tiers() -> None:
     now = start + n * HOUR_MS
     p = engine.latest_price(1, now)
     assert p is not None
-    # A straight line survives any interpolation.
-    assert p.p24h == pytest.approx(pct(100.0 + n - 1, 100.0 + n - 1 - 24))
+    # A straight line survives any interpolation: the hourly close 24.5 h
+    # before the last bar's end is the reference 24 h back.
+    assert p.p24h == pytest.approx(pct(100.0 + n - 1, 100.0 + n - 1 - 24.5))
 
 
 def test_bars_shorter_than_a_volume_bucket_add_up_in_it() -> None:

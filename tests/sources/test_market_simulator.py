@@ -7,10 +7,13 @@ import math
 import statistics
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import msgspec
 import pytest
 
+from cmcstream.client.frames import FrameDecoder
+from cmcstream.client.payloads import CryptoLatestPrice as ClientPrice
 from cmcstream.engine.events import AssetListed, MarketEvent, PriceSeries, SupplyChanged, Trade
 from cmcstream.engine.market import DAY_MS, HOUR_MS, MarketEngine
 from cmcstream.sources.simulator.market import YEAR_MS, MarketSimulator
@@ -130,16 +133,164 @@ def test_all_fourteen_fields_are_set_for_the_top_coins(
         assert p.mc == p.p * p.cs  # type: ignore[operator]
 
 
-def test_btc_looks_like_btc(backfilled: tuple[MarketSimulator, MarketEngine]) -> None:
-    _, engine = backfilled
+# The documentation's example push (PROTOCOL.md §9.1), at NOW.
+DOC_BTC = {
+    "p24h": 0.534347439686,
+    "p7d": -0.769630510488,
+    "p30d": 14.825850522161,
+    "p60d": 14.895817222241,
+    "p3m": 20.814087592967,
+    "p1y": -21.146722852984,
+    "pytd": -8.280487978902,
+    "pall": 131301167.42003132,
+}
+
+
+@pytest.mark.parametrize("seed", [11, 7])
+def test_btc_at_the_documented_time_is_the_documented_push(seed: int) -> None:
+    sim = MarketSimulator(Universe.load(300, seed=seed), seed=seed)
+    engine = MarketEngine()
+    for ev in sim.backfill(NOW):
+        engine.apply(ev)
     p = engine.latest_price(1, NOW)
     assert p is not None
-    assert p.p == pytest.approx(81_187.93284788371)
-    assert p.mc == pytest.approx(1_626_089_237_758.01)
-    assert p.pall == pytest.approx(131_301_167.42, rel=1e-3)
+    assert p.p == 81_187.93284788371
+    assert p.cs == 20_028_706
+    assert p.mc == pytest.approx(1_626_089_237_758.01, abs=0.01)
     assert p.vu == pytest.approx(29_932_025_976.79, rel=0.25)
-    assert -25.0 < p.p24h < 25.0  # type: ignore[operator]
-    assert -90.0 < p.p1y < 900.0  # type: ignore[operator]
+    for name, documented in DOC_BTC.items():
+        assert getattr(p, name) == pytest.approx(documented, rel=1e-6, abs=1e-4), name
+    assert b'"cs":20028706,' in msgspec.json.encode(p)
+
+
+def test_other_top_coins_start_at_their_public_reference_prices(
+    backfilled: tuple[MarketSimulator, MarketEngine], universe: Universe
+) -> None:
+    _, engine = backfilled
+    # coins.csv price against anchors.csv: the year open, 3 months and 1 year back.
+    expected = {
+        1027: {"pytd": (2460.0, 3000.0), "p3m": (2460.0, 1915.0), "p1y": (2460.0, 2600.0)},
+        52: {"pytd": (2.05, 1.88), "p3m": (2.05, 1.36), "p1y": (2.05, 2.5)},
+        5426: {"p3m": (135.0, 78.08)},
+        74: {"p3m": (0.165, 0.0925)},
+    }
+    for cid, fields in expected.items():
+        p = engine.latest_price(cid, NOW)
+        assert p is not None
+        for name, (now, then) in fields.items():
+            assert getattr(p, name) == pytest.approx((now - then) / then * 100.0), (cid, name)
+
+
+def test_anchored_history_keeps_the_seeded_path_elsewhere() -> None:
+    u = Universe.load(20)
+
+    def btc_daily(seed: int) -> list[float]:
+        events = MarketSimulator(u, seed=seed).backfill(NOW)
+        return next(
+            ev.closes
+            for ev in events
+            if isinstance(ev, PriceSeries) and ev.cid == 1 and ev.resolution_ms == DAY_MS
+        )
+
+    a, b, c = btc_daily(3), btc_daily(3), btc_daily(4)
+    assert a == b
+    assert a != c
+    # Only the reference points are shared by every seed.
+    same = sum(1 for x, y in zip(a, c, strict=True) if x == y)
+    assert same <= 8
+
+
+def test_the_history_moves_like_the_live_path(universe: Universe) -> None:
+    # Two hours of 5 s steps from a backfill. The 24 h reference walks back
+    # through the generated history; it must move per push as much as the
+    # price itself (the old history, read between its 5-minute closes, moved
+    # 8 times less).
+    sim = MarketSimulator(universe, seed=5)
+    engine = MarketEngine()
+    for ev in sim.backfill(NOW):
+        engine.apply(ev)
+    cids = [a.cid for a in universe.assets[:60] if a.peg is None]
+    spot: dict[int, list[float]] = {c: [] for c in cids}
+    ref: dict[int, list[float]] = {c: [] for c in cids}
+    for k in range(1, 1441):
+        t = NOW + k * 5000
+        for ev in sim.step(t):
+            engine.apply(ev)
+        for c in cids:
+            p = engine.latest_price(c, t)
+            assert p is not None
+            assert p.p24h is not None
+            spot[c].append(math.log(p.p))
+            ref[c].append(math.log(p.p / (1.0 + p.p24h / 100.0)))
+
+    def var(xs: list[float]) -> float:
+        return statistics.fmean((b - a) ** 2 for a, b in itertools.pairwise(xs))
+
+    ratio = statistics.fmean(var(ref[c]) / var(spot[c]) for c in cids)
+    assert ratio == pytest.approx(1.0, abs=0.3)
+
+
+def test_some_tail_assets_push_null_supply_and_the_top_never(
+    backfilled: tuple[MarketSimulator, MarketEngine], universe: Universe
+) -> None:
+    _, engine = backfilled
+    nulls = []
+    for a in universe:
+        p = engine.latest_price(a.cid, NOW)
+        assert p is not None
+        if p.cs is None:
+            assert p.mc is None
+            assert p.fdv24h is None
+            assert p.p24h is not None
+            nulls.append(a)
+        else:
+            assert p.mc == p.p * p.cs
+    assert nulls
+    assert all(a.generated and a.rank > 200 for a in nulls)
+    # The client reads them as None, in float and in Decimal mode.
+    frame = msgspec.json.encode(
+        {
+            "type": "data",
+            "channel": "market@crypto_latest_price",
+            "params": {"crypto_ids": nulls[0].cid},
+            "data": engine.latest_price(nulls[0].cid, NOW),
+            "ts": NOW,
+        }
+    )
+    assert b'"mc":null,"cs":null,' in frame
+    for numbers in ("float", "decimal"):
+        decoder = FrameDecoder(numbers)  # type: ignore[arg-type]
+        env = decoder.envelope(frame)
+        assert env is not None
+        push = decoder.push(env)
+        assert push is not None
+        assert isinstance(push.data, ClientPrice)
+        assert (push.data.mc, push.data.cs, push.data.fdv24h) == (None, None, None)
+        assert push.data.p is not None
+
+
+def test_cs_reaches_the_client_as_a_whole_number(
+    backfilled: tuple[MarketSimulator, MarketEngine],
+) -> None:
+    _, engine = backfilled
+    frame = msgspec.json.encode(
+        {
+            "type": "data",
+            "channel": "market@crypto_latest_price",
+            "params": {"crypto_ids": 1},
+            "data": engine.latest_price(1, NOW),
+            "ts": NOW,
+        }
+    )
+    assert b'"cs":20028706,' in frame
+    for numbers, kind in (("float", float), ("decimal", Decimal)):
+        decoder = FrameDecoder(numbers)  # type: ignore[arg-type]
+        env = decoder.envelope(frame)
+        assert env is not None
+        push = decoder.push(env)
+        assert push is not None
+        assert push.data.cs == 20_028_706
+        assert isinstance(push.data.cs, kind)
 
 
 def test_stablecoins_stay_on_their_peg(backfilled: tuple[MarketSimulator, MarketEngine]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from cmcstream.sources.simulator.universe import GENERATED_ID_BASE, Asset, Universe
@@ -113,14 +115,48 @@ def test_the_real_ranks_follow_market_cap() -> None:
 def test_every_asset_is_well_formed(universe: Universe) -> None:
     for a in universe:
         assert a.price > 0
-        assert a.circulating_supply > 0
+        assert a.market_cap > 0
         assert a.volume_24h > 0
         assert a.volatility > 0
         assert a.launch_price > 0
+        if a.circulating_supply is None:
+            assert (a.total_supply, a.max_supply, a.supply_growth) == (None, None, 0.0)
+            continue
+        assert a.circulating_supply > 0
+        assert a.market_cap == a.price * a.circulating_supply
         if a.max_supply is not None:
             assert a.max_supply >= a.circulating_supply * (1 - 1e-9)
         if a.total_supply is not None:
             assert a.total_supply >= a.circulating_supply * (1 - 1e-9)
+
+
+def test_a_seeded_share_of_the_tail_has_an_unknown_supply(universe: Universe) -> None:
+    real = Universe.real_assets()
+    assert all(a.circulating_supply is not None for a in real)
+    tail = universe.assets[len(real) :]
+    unknown = [a.cid for a in tail if a.circulating_supply is None]
+    assert 0.05 * len(tail) < len(unknown) < 0.12 * len(tail)
+    assert unknown == [
+        a.cid for a in Universe.load(seed=0).assets[len(real) :] if a.circulating_supply is None
+    ]
+    other = Universe.load(seed=1).assets[len(real) :]
+    assert unknown != [a.cid for a in other if a.circulating_supply is None]
+
+
+def test_the_top_coins_carry_public_reference_prices() -> None:
+    by_symbol = {a.symbol: a for a in Universe.real_assets()}
+    btc = by_symbol["BTC"]
+    year_open = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) * 1000
+    # The documentation's example: pytd -8.280487978902 % at p = 81187.93284788371.
+    assert dict(btc.anchors)[year_open] == pytest.approx(81_187.93284788371 / (1 - 0.0828049))
+    # pall 131301167.42003132 % makes the first known price 0.06183332.
+    assert btc.launch_price == 0.06183332
+    for symbol in ("ETH", "XRP", "SOL", "DOGE"):
+        anchors = by_symbol[symbol].anchors
+        assert len(anchors) >= 2, symbol
+        assert [t for t, _ in anchors] == sorted(t for t, _ in anchors)
+        assert all(price > 0 for _, price in anchors)
+    assert by_symbol["USDT"].anchors == ()
 
 
 def test_the_tail_is_generated_after_the_real_assets(universe: Universe) -> None:

@@ -52,7 +52,7 @@ class AssetListed(msgspec.Struct, frozen=True, tag="asset_listed", tag_field="ki
         symbol: ticker, e.g. ``"BTC"``.
         name: display name, e.g. ``"Bitcoin"``.
         rank: CoinMarketCap rank (1 = largest market cap); decides the push cadence.
-        circulating_supply: coins in circulation.
+        circulating_supply: coins in circulation, or ``None`` when unknown.
         max_supply: hard cap in coins, or ``None`` when uncapped.
         total_supply: coins in existence (circulating plus locked), or ``None``
             when unknown.
@@ -65,7 +65,7 @@ class AssetListed(msgspec.Struct, frozen=True, tag="asset_listed", tag_field="ki
     symbol: str
     name: str
     rank: int
-    circulating_supply: float
+    circulating_supply: float | None
     max_supply: float | None
     total_supply: float | None
     launch_ts: int

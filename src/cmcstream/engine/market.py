@@ -14,15 +14,22 @@ State per asset, and why it is shaped this way:
   start of the year) at the resolution it deserves, in about 7 KB per asset.
   The close of a bucket is the last price before the bucket ends; a bucket with
   no trade carries the previous close forward. A reference price at time ``T``
-  is interpolated linearly between the two samples around ``T`` in the finest
-  tier that reaches back to ``T``; the newest sample is always the live price.
+  is the last close at or before ``T`` in the finest tier that reaches back to
+  ``T`` (the live price when ``T`` is in the bucket in progress). It is not
+  interpolated between closes: a straight line between two closes would move
+  the reference by a fraction of a bar per push, so every change field would
+  look far calmer than the price it is computed from. Read as a step, the
+  reference keeps the path's volatility: over any stretch of pushes its moves
+  add up to the variance of the price path at that tier's resolution.
 * **24 h volume** as 288 five-minute buckets in a ring with a running sum: a
   trade adds to one bucket, time passing zeroes the buckets that fall out, so
   the cost per trade is O(1) and nothing is ever rescanned per push. The window
   is bucket-aligned: it holds the current bucket and the 287 before it (between
   23 h 55 min and 24 h of trading).
 * **Supply** as current values plus a short log of fully-diluted-supply changes,
-  enough to know the fully diluted valuation 24 h ago.
+  enough to know the fully diluted valuation 24 h ago. An asset listed with an
+  unknown circulating supply has no ``cs``, ``mc`` or ``fdv24h``. ``cs`` is
+  sent in whole coins, as the documentation shows it, and ``mc`` is ``p × cs``.
 
 A number whose reference is missing (history too short, unknown launch price)
 comes out as ``None``; the engine never makes one up.
@@ -152,15 +159,17 @@ class _Asset:
         self.fdv_base = self.fdv_supply
         self.fdv_log: list[tuple[int, float]] | None = None
 
-    def diluted_supply(self) -> float:
+    def diluted_supply(self) -> float | None:
         """Coins counted by the fully diluted valuation: max, else total, else circulating."""
+        if self.circulating is None:
+            return None  # an unknown supply makes any valuation unknown
         if self.max_supply is not None and self.max_supply > 0:
             return self.max_supply
         if self.total_supply is not None and self.total_supply > 0:
             return self.total_supply
         return self.circulating
 
-    def diluted_supply_at(self, ts: int) -> float:
+    def diluted_supply_at(self, ts: int) -> float | None:
         log = self.fdv_log
         if not log:
             return self.fdv_supply
@@ -300,7 +309,7 @@ class MarketEngine:
         if ev.total_supply is not None:
             st.total_supply = ev.total_supply
         new = st.diluted_supply()
-        if new == st.fdv_supply:
+        if new is None or new == st.fdv_supply:
             return
         log = st.fdv_log
         if log is None:
@@ -569,7 +578,7 @@ class MarketEngine:
 
     @staticmethod
     def _price_at(st: _Asset, t: int) -> float | None:
-        """The price at ``t``, from the finest tier that reaches back to it."""
+        """The price at ``t``: the last close at or before it, in the finest tier reaching it."""
         last_ts, last_price = st.last_ts, st.last_price
         if last_ts is None or last_price is None:
             return None
@@ -585,18 +594,7 @@ class MarketEngine:
                 continue
             if k >= head:  # cannot happen while t < last_ts; kept so a bad state reads safely
                 k = head - 1
-            size, closes = tier.size, tier.closes
-            t0 = (k + 1) * res
-            v0 = closes[k % size]
-            if k + 1 < head:
-                t1 = t0 + res
-                v1 = closes[(k + 1) % size]
-            else:
-                t1 = last_ts
-                v1 = last_price
-            if t <= t0 or t1 <= t0:
-                return v0
-            return v0 + (v1 - v0) * ((t - t0) / (t1 - t0))
+            return tier.closes[k % tier.size]
         return None
 
     def _volume_24h(self, st: _Asset, now_ms: int) -> float | None:
@@ -626,9 +624,9 @@ class MarketEngine:
         ref24 = price_at(st, now_ms - DAY_MS)
         p24h = _pct(p, ref24)
         fdv24h: float | None = None
-        if p24h is not None and ref24 is not None:
-            s_now = st.fdv_supply
-            s_then = st.diluted_supply_at(now_ms - DAY_MS)
+        s_now = st.fdv_supply
+        s_then = st.diluted_supply_at(now_ms - DAY_MS)
+        if p24h is not None and ref24 is not None and s_now is not None and s_then is not None:
             if s_then == s_now:
                 # Same supply: the valuation moved exactly as the price did (spec Q19).
                 fdv24h = p24h
@@ -636,12 +634,12 @@ class MarketEngine:
                 then = ref24 * s_then
                 fdv24h = (p * s_now - then) / then * 100.0
         launch = st.launch_price
-        cs = st.circulating
+        cs = None if st.circulating is None else round(st.circulating)
         return CryptoLatestPrice(
             cid=st.cid,
             p=p,
             vu=self._volume_24h(st, now_ms),
-            mc=p * cs,
+            mc=None if cs is None else p * cs,
             cs=cs,
             p24h=p24h,
             p7d=_pct(p, price_at(st, now_ms - 7 * DAY_MS)),

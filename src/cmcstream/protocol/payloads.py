@@ -43,7 +43,7 @@ class CryptoLatestPrice(msgspec.Struct, frozen=True):
     p: float
     vu: float | None
     mc: float | None
-    cs: float | None
+    cs: int | None
     p24h: float | None
     p7d: float | None
     p30d: float | None

@@ -19,6 +19,14 @@ The price model:
   the resolutions the engine keeps: 5-minute bars for 25 h, hourly bars for
   8⅓ days, daily bars for 400 days. Coarser series reuse the finer path where
   they overlap, so the three series describe one path.
+* The history of an asset with public reference prices (:attr:`Asset.anchors`,
+  and its first known price when that falls in the history) passes through
+  them: each point is moved to the bar close the engine reads for a reference
+  at that time, and the free path is bent into a Brownian bridge between the
+  points (its value at each point moved there, and each stretch between two
+  points by the straight line joining those moves). A bridge keeps the
+  volatility of the free path bar by bar, so the history moves like the live
+  path; only where the points sit far apart in price does it gain a drift.
 * Volume per bar or print is the asset's 24 h volume pro rata, times noise
   with mean 1.
 
@@ -31,6 +39,7 @@ third step (15 s at the default 5 s step).
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterator
@@ -237,6 +246,12 @@ class MarketSimulator:
             paths.append(head)
             ends.append(end)
             prev_path, prev_res, prev_end = head, res, end
+        daily_res, daily_n = grids[-1]
+        oldest = ends[-1] - (daily_n - 2) * daily_res
+        if path.peg is None and (a.anchors or a.launch_ts >= oldest):
+            pins = self._pins(a, now_ms, grids, ends, paths)
+            if len(pins) > 1:
+                self._bridge(pins, grids, ends, paths)
         volume_per_ms = self._volume_per_ms[i]
         for g in (2, 1, 0):  # coarse first, so the finest data wins where they overlap
             res, n = grids[g]
@@ -265,6 +280,62 @@ class MarketSimulator:
             price=a.price,
             volume_usd=volume_per_ms * lead * noise[rng.randrange(len(noise))],
         )
+
+    @staticmethod
+    def _pins(
+        a: Asset,
+        now_ms: int,
+        grids: tuple[tuple[int, int], ...],
+        ends: list[int],
+        paths: list[list[float]],
+    ) -> list[tuple[int, float]]:
+        """Where the history must pass, newest first: ``(time, log price − free path)``.
+
+        The first pin is now, where the free path already is the price. A
+        reference point moves to the close the engine reads for a reference at
+        that time: the last close at or before it, in the finest series whose
+        tier reaches back to it (a tier holds one close fewer than its series).
+        Points at or after now, or before the history, are left out.
+        """
+        points = list(a.anchors)
+        if a.launch_price > 0.0:
+            points.append((a.launch_ts, a.launch_price))
+        found: dict[int, float] = {}
+        for t, price in points:
+            if t >= now_ms:
+                continue
+            for (res, n), end, xs in zip(grids, ends, paths, strict=True):
+                j = (end - t // res * res) // res
+                if j <= n - 2:
+                    tau = end - j * res
+                    if tau < now_ms and tau not in found:
+                        found[tau] = math.log(price) - xs[j]
+                    break
+        return [(now_ms, 0.0), *sorted(found.items(), reverse=True)]
+
+    @staticmethod
+    def _bridge(
+        pins: list[tuple[int, float]],
+        grids: tuple[tuple[int, int], ...],
+        ends: list[int],
+        paths: list[list[float]],
+    ) -> None:
+        """Move each path by the pins' offsets, linearly in time between two pins."""
+        for (res, n), end, xs in zip(grids, ends, paths, strict=True):
+            # Sample j sits at end − j·res; walk the stretches between pins, newest first.
+            j = 0
+            for (t0, d0), (t1, d1) in itertools.pairwise(pins):
+                j_end = min(n, (end - t1) // res + 1)  # first sample older than t1
+                if j_end <= j:
+                    continue
+                slope = (d1 - d0) / (t0 - t1)  # per ms, going back in time
+                first = d0 + slope * (t0 - (end - j * res))
+                shifts = accumulate(repeat(slope * res, j_end - j - 1), initial=first)
+                xs[j:j_end] = list(map(add, xs[j:j_end], shifts))
+                j = j_end
+            if j < n:
+                last = pins[-1][1]
+                xs[j:] = list(map(add, xs[j:], repeat(last)))
 
     @staticmethod
     def _walk(
@@ -369,6 +440,8 @@ class MarketSimulator:
         for i in self._growing:
             a = self._assets[i]
             before = self._circulating[i]
+            if before is None:
+                continue  # an unknown supply stays unknown
             after = before * (1.0 + a.supply_growth) ** years
             if a.max_supply is not None:
                 after = min(after, a.max_supply)

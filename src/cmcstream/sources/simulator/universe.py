@@ -26,11 +26,20 @@ not a record of any real day; ranks follow from those figures.
 ``peg_usd``            USD value a stablecoin is pegged to; empty otherwise.
 =====================  ==========================================================
 
+``data/anchors.csv`` holds public reference prices of the top coins (the year
+open, the price three months and a year before the snapshot, and for Bitcoin
+every reference of the documentation's example push), one
+``cid,time_utc,price_usd,source`` row each, with their provenance in the
+file's header. They become :attr:`Asset.anchors`; the market simulator's
+history passes through them.
+
 :meth:`Universe.load` adds generated assets after the real ones, up to the
 requested size: ids from :data:`GENERATED_ID_BASE` up (no real id is that
 high), made-up symbols and names, ranks continuing after the real ones, market
-caps falling with rank, and higher volatility. The same seed gives the same
-universe.
+caps falling with rank, and higher volatility. About one in
+:data:`UNKNOWN_SUPPLY_ONE_IN` generated assets has no known supply (as many
+small listings on CoinMarketCap do), so everything derived from the supply is
+null for it. The same seed gives the same universe.
 """
 
 from __future__ import annotations
@@ -40,15 +49,18 @@ import io
 import math
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 
-__all__ = ["GENERATED_ID_BASE", "Asset", "Universe"]
+__all__ = ["GENERATED_ID_BASE", "UNKNOWN_SUPPLY_ONE_IN", "Asset", "Universe"]
 
 GENERATED_ID_BASE = 100_000
 """First id of a generated asset; real CoinMarketCap ids in the CSV stay below it."""
+
+UNKNOWN_SUPPLY_ONE_IN = 12
+"""About one generated asset in this many has an unknown supply (about 8 %)."""
 
 _COLUMNS = (
     "cid",
@@ -83,7 +95,8 @@ class Asset:
         symbol: ticker.
         name: display name.
         price: current price, USD.
-        circulating_supply: coins in circulation.
+        circulating_supply: coins in circulation, or ``None`` when unknown
+            (then the total and maximum supply are unknown too).
         total_supply: coins in existence, or ``None`` when unknown.
         max_supply: hard cap in coins, or ``None`` when uncapped.
         volume_24h: typical 24 h volume, USD.
@@ -93,6 +106,10 @@ class Asset:
         supply_growth: yearly growth of the circulating supply, as a fraction.
         peg: USD peg of a stablecoin, or ``None`` for a free-floating asset.
         generated: ``True`` for a made-up tail asset.
+        anchors: public reference prices as ``(epoch ms, USD)``, oldest first;
+            the simulated history passes through those it covers.
+        market_cap: price × circulating supply, USD (kept for the ranking of
+            an asset whose supply is unknown).
     """
 
     cid: int
@@ -100,7 +117,7 @@ class Asset:
     symbol: str
     name: str
     price: float
-    circulating_supply: float
+    circulating_supply: float | None
     total_supply: float | None
     max_supply: float | None
     volume_24h: float
@@ -110,11 +127,12 @@ class Asset:
     supply_growth: float
     peg: float | None
     generated: bool = False
+    anchors: tuple[tuple[int, float], ...] = ()
+    market_cap: float = 0.0
 
-    @property
-    def market_cap(self) -> float:
-        """Price × circulating supply, USD."""
-        return self.price * self.circulating_supply
+    def __post_init__(self) -> None:
+        if self.circulating_supply is not None:
+            object.__setattr__(self, "market_cap", self.price * self.circulating_supply)
 
 
 def _opt_float(text: str) -> float | None:
@@ -156,19 +174,39 @@ def _parse_csv(text: str) -> tuple[Asset, ...]:
     return tuple(sorted(assets, key=lambda a: a.rank))
 
 
+def _parse_anchors(text: str) -> dict[int, tuple[tuple[int, float], ...]]:
+    rows = [line for line in text.splitlines() if line and not line.startswith("#")]
+    reader = csv.DictReader(rows)
+    by_cid: dict[int, list[tuple[int, float]]] = {}
+    for line, row in enumerate(reader, start=2):
+        try:
+            when = datetime.fromisoformat(row["time_utc"]).astimezone(UTC)
+            price = float(row["price_usd"])
+            if price <= 0.0:
+                raise ValueError(f"price must be positive, got {price}")
+            point = (int(when.timestamp() * 1000), price)
+            by_cid.setdefault(int(row["cid"]), []).append(point)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"anchors.csv row {line}: {exc}") from exc
+    return {cid: tuple(sorted(points)) for cid, points in by_cid.items()}
+
+
 @cache
 def _real_assets() -> tuple[Asset, ...]:
-    text = resources.files(__package__).joinpath("data", "coins.csv").read_text("utf-8")
-    return _parse_csv(text)
+    data = resources.files(__package__).joinpath("data")
+    assets = _parse_csv(data.joinpath("coins.csv").read_text("utf-8"))
+    anchors = _parse_anchors(data.joinpath("anchors.csv").read_text("utf-8"))
+    return tuple(replace(a, anchors=anchors.get(a.cid, ())) for a in assets)
 
 
 def _made_up_word(rng: random.Random, syllables: int) -> str:
     return "".join(rng.choice(_SYLLABLES) for _ in range(syllables))
 
 
-def _generate_tail(real: Sequence[Asset], count: int, rng: random.Random) -> list[Asset]:
+def _generate_tail(real: Sequence[Asset], count: int, seed: int) -> list[Asset]:
     if count <= 0:
         return []
+    rng = random.Random(seed)
     last = real[-1] if real else None
     rank0 = last.rank if last is not None else 0
     # The tail starts just under the smallest real asset and thins out like a
@@ -183,6 +221,7 @@ def _generate_tail(real: Sequence[Asset], count: int, rng: random.Random) -> lis
         reverse=True,
     )
     taken = {a.symbol.upper() for a in real}
+    unknown = random.Random(f"unknown supply {seed}")
     launch_lo = int(_TAIL_LAUNCH_FROM.timestamp()) * 1000
     launch_hi = int(_TAIL_LAUNCH_TO.timestamp()) * 1000
     tail = []
@@ -204,6 +243,8 @@ def _generate_tail(real: Sequence[Asset], count: int, rng: random.Random) -> lis
             total_supply = None
         turnover = min(max(0.05 * math.exp(rng.gauss(0.0, 0.8)), 0.002), 1.5)
         growth = rng.uniform(0.01, 0.15) if rng.random() < 0.3 else 0.0
+        # Drawn from its own generator, so the rest of the tail stays as it was.
+        supply_known = unknown.randrange(UNKNOWN_SUPPLY_ONE_IN) != 0
         tail.append(
             Asset(
                 cid=GENERATED_ID_BASE + i,
@@ -211,16 +252,17 @@ def _generate_tail(real: Sequence[Asset], count: int, rng: random.Random) -> lis
                 symbol=symbol,
                 name=word.capitalize() + rng.choice(_NAME_SUFFIXES),
                 price=price,
-                circulating_supply=circulating,
-                total_supply=total_supply,
-                max_supply=max_supply,
+                circulating_supply=circulating if supply_known else None,
+                total_supply=total_supply if supply_known else None,
+                max_supply=max_supply if supply_known else None,
                 volume_24h=cap * turnover,
                 volatility=rng.uniform(0.9, 2.0),
                 launch_ts=rng.randrange(launch_lo, launch_hi) // 86_400_000 * 86_400_000,
                 launch_price=price * math.exp(rng.gauss(0.0, 1.5)),
-                supply_growth=growth,
+                supply_growth=growth if supply_known else 0.0,
                 peg=None,
                 generated=True,
+                market_cap=cap,
             )
         )
     return tail
@@ -257,7 +299,7 @@ class Universe:
         if size < 0:
             raise ValueError("size must not be negative")
         real = _real_assets()[:size]
-        return cls([*real, *_generate_tail(real, size - len(real), random.Random(seed))])
+        return cls([*real, *_generate_tail(real, size - len(real), seed)])
 
     @staticmethod
     def real_assets() -> tuple[Asset, ...]:
