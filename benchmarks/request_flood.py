@@ -21,7 +21,8 @@ keys, ``--speed 1``) runs pinned to one core; the flood's load generator
 - **Pushes**: each market push the bystander receives is timed against its
   envelope ``ts`` (delivery) and against the 5 s cadence boundary it was due
   at (``ts`` floored to 5,000 ms; at ``--speed 1`` the server's clock is the
-  wall clock, so both are wall times).
+  wall clock, so both are wall times). A tick published more than 5 s late
+  would be taken for the next one's: the figure is then a lower bound.
 
 Phases: idle (the flood connections open but quiet) for ``--baseline``
 seconds, then the flood for ``--seconds``. The target: the bystander's ping p99
@@ -643,8 +644,9 @@ def table(result: dict[str, Any]) -> str:
         f"{'subject':<24}{'phase':<7}{'pings':>6}{'p50 ms':>9}{'p99 ms':>10}{'max ms':>10}"
         f"{'lost':>5}{'tick late p50/p99/max ms':>28}{'req/s':>8}{'srv CPU%':>9}",
     ]
+    revisions = {s["name"]: s["revision"] for s in result["subjects"]}
     for run in result["runs"]:
-        name = f"{run['subject']}"[:23]
+        name = f"{run['subject']} {revisions[run['subject']]}"[-23:]
         if not run.get("ok"):
             lines.append(f"{name:<24}FAILED: {run.get('error', '')[:150]}")
             continue
