@@ -25,8 +25,10 @@ keys, ``--speed 1``) runs pinned to one core; the flood's load generator
   would be taken for the next one's: the figure is then a lower bound.
 
 Phases: idle (the flood connections open but quiet) for ``--baseline``
-seconds, then the flood for ``--seconds``. The target: the bystander's ping p99
-under the flood stays below ``--target-ms`` (50 ms) in every run.
+seconds, then the flood: started, in full swing once it has had one reply per
+connection, and measured after a further warm-up for ``--seconds``. The
+target: the bystander's ping p99 under the flood stays below ``--target-ms``
+(50 ms) in every run.
 
 ``--compare-ref REF`` runs the server of git revision ``REF`` as well (its
 ``src/`` exported with ``git archive`` into a temporary directory), and
@@ -268,6 +270,20 @@ async def command(child: Child, cmd: str, event: str, within_s: float = 10.0) ->
     return await expect(child, event, within_s)
 
 
+async def flood_established(flood: Child, s: Settings) -> float:
+    """Wait until the flood has had as many replies as it has connections, so the
+    window measures a flood in full swing; returns how long that took."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    while True:
+        mark = await command(flood, "mark", "mark")
+        if mark["answered"] >= s.conns:
+            return loop.time() - began
+        if loop.time() - began > s.start_timeout_s:
+            raise ChildFailed(f"flood: {mark['answered']} replies in {s.start_timeout_s:g} s")
+        await asyncio.sleep(0.05)
+
+
 def make_keys(subject: Subject, db: Path) -> tuple[str, str]:
     done = subprocess.run(
         [sys.executable, "-c", _MAKE_KEYS, str(db)],
@@ -401,6 +417,7 @@ async def run_subject(
 
         # Flood.
         await command(flood, "go", "flooding")
+        established = await flood_established(flood, s)
         await asyncio.sleep(s.warmup_s)
         mark0 = await command(flood, "mark", "mark")
         flood_lo = time.time() * 1000
@@ -459,6 +476,7 @@ async def run_subject(
                 "pings_late": during.late_answers,
                 "pings_unanswered": during_unanswered,
                 "pushes": push_figures(bystander.arrivals, flood_lo, flood_hi),
+                "established_s": round(established, 3),
                 "server_cpu_pct": round(100 * flood_cpu / flood_secs, 1),
                 "other_cpu_pct": round(100 * max(0.0, others) / flood_secs, 1),
                 "requests_answered": answered,
@@ -526,7 +544,7 @@ def subjects_of(args: argparse.Namespace, work: Path) -> list[Subject]:
         src = args.server_src.resolve()
         if not (src / "cmcstream" / "__init__.py").exists():
             raise SystemExit(f"--server-src: no cmcstream package in {src}")
-        subjects.append(Subject(f"src {src}", src, "(directory)"))
+        subjects.append(Subject(f"src {src}", src, "dir"))
     return subjects
 
 
