@@ -8,6 +8,7 @@ figure is compared with a target here: this machine's timings are not the test.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -115,3 +116,71 @@ def test_table_and_targets(quick: tuple[dict[str, Any], str]) -> None:
             assert row["why"], row
         else:
             assert row["value"] is not None, row
+
+
+# -- the request flood ---------------------------------------------------------------------------
+
+FLOOD = ROOT / "benchmarks" / "request_flood.py"
+
+
+def test_request_flood_quick_compares_two_servers(tmp_path: Path) -> None:
+    """Both subjects ran both phases, the flood was answered, the bystander measured, the
+    target was judged, and no child process outlived the harness."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(FLOOD),
+            "--quick",
+            "--server-src",
+            str(ROOT / "src"),
+            "--window",
+            "2",
+            "--nesting-every",
+            "5",
+            "--baseline",
+            "0.5",
+            "--seconds",
+            "1",
+            "--grace",
+            "3",
+            "--out-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = list(tmp_path.glob("request-flood-*.json"))
+    assert len(files) == 1, files
+    result: dict[str, Any] = json.loads(files[0].read_text())
+    assert result["mode"] == "quick"
+    assert [s["name"] for s in result["subjects"]] == ["current", f"src {ROOT / 'src'}"]
+    for subject in result["subjects"]:
+        assert Path(subject["imported_from"]).is_relative_to(ROOT / "src"), subject
+    assert len(result["runs"]) == 2
+    for run in result["runs"]:
+        assert run["ok"], run
+        idle, flood = run["idle"], run["flood"]
+        assert idle["ping_rtt"]["count"] == 5, idle
+        assert idle["pings_unanswered"] == 0, idle
+        assert flood["ping_rtt"]["count"] == 10, flood
+        assert flood["ping_rtt"]["p99_ms"] is not None
+        assert flood["requests_answered"] >= 0, flood
+        whole = flood["whole_flood"]
+        assert whole["answered"] >= 9, whole  # one reply per connection before measuring
+        assert whole["by_reply"].get("error 2303", 0) > 0, whole
+        # The nested ping is answered with 2201 or closes the connection (which is reopened).
+        assert whole["by_reply"].get("error 2201", 0) > 0 or whole["closes"], whole
+        for pid in (run["server_pid"], run["floodgen_pid"]):
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    targets = result["targets"]
+    assert len(targets) == 2
+    for row in targets:
+        assert row["status"] in ("PASS", "FAIL"), row
+        assert row["value"] is not None
+    assert "Target" in done.stdout
+    assert "bystander ping p99 < 50 ms" in done.stdout

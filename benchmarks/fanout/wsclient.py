@@ -26,6 +26,7 @@ import socket
 import struct
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -85,12 +86,19 @@ def bucket_us(index: int) -> float:
 
 
 async def connect(
-    index: int, stats: Stats, url: str, key: str, small_rcvbuf: int, within_s: float
+    index: int,
+    stats: Stats,
+    url: str,
+    key: str,
+    small_rcvbuf: int,
+    within_s: float,
+    factory: Callable[[], Client] | None = None,
 ) -> Client:
-    """Open connection ``index`` to ``url`` with API key ``key`` in ``within_s`` seconds."""
+    """Open connection ``index`` to ``url`` with API key ``key`` in ``within_s`` seconds
+    (``factory``: a listener of a :class:`Client` subclass instead)."""
     _, client = await asyncio.wait_for(
         ws_connect(
-            lambda: Client(index, stats, small_rcvbuf),
+            factory or (lambda: Client(index, stats, small_rcvbuf)),
             url,
             extra_headers={"X-CMC_PRO_API_KEY": key},
             websocket_handshake_timeout=within_s,
