@@ -1,6 +1,6 @@
 """cmcstream's server for the scenarios that need settings ``cmcstream serve`` has no flag for.
 
-The same :class:`~cmcstream.server.node.Node` that ``cmcstream serve`` runs, built
+The same :class:`~cmcstream.app.App` that ``cmcstream serve`` runs, built
 from a :class:`~cmcstream.config.ServerConfig` with two fields the command line
 does not expose: ``dex_activity`` (the on-chain swap storm) and the slow-consumer
 ``slow_timeout_s`` (so the slow-reader scenario sees its 1011 closes in
@@ -17,10 +17,9 @@ import signal
 import sys
 from pathlib import Path
 
-from cmcstream.config import ServerConfig
+from cmcstream.app import App
+from cmcstream.config import ServerConfig, WriterPolicy
 from cmcstream.server.keystore import KeyStore
-from cmcstream.server.node import Node
-from cmcstream.server.writer import WriterPolicy
 
 
 def parse_args() -> argparse.Namespace:
@@ -50,7 +49,7 @@ async def serve(args: argparse.Namespace) -> None:
         writer=WriterPolicy(slow_timeout_s=args.slow_timeout),
     )
     store = KeyStore(config.resolved_db_path)
-    node = Node(config, store)
+    node = App(config, store)
     try:
         await node.start()
         print(f"cmcstream (benchmark launcher) listening on {node.url}")
@@ -60,13 +59,16 @@ async def serve(args: argparse.Namespace) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
 
+        gateway = node.gateway
+        assert gateway is not None
+
         def stats() -> None:
-            conns = [conn for group in node.connections.values() for conn in group]
+            conns = [conn for group in gateway.connections.values() for conn in group]
             counters = {
-                "slow_closed": node.slow_closed,
+                "slow_closed": gateway.slow_closed,
                 "slow_now": sum(1 for conn in conns if conn.outbox.slow_since is not None),
-                "pushes": node.hub.pushes,
-                "frames_built": node.hub.frames_built,
+                "pushes": gateway.hub.pushes,
+                "frames_built": gateway.hub.frames_built,
                 "connections": len(conns),
             }
             sys.stdout.write("STATS " + json.dumps(counters) + "\n")

@@ -16,13 +16,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from cmcstream.config import ServerConfig
+from cmcstream.config import ServerConfig, WriterPolicy
 from cmcstream.engine import build as engine_build
 from cmcstream.protocol.billing import BillingModel, format_credits
 from cmcstream.protocol.plans import DEFAULT_PLAN, PLANS
 from cmcstream.protocol.session import Counting
 from cmcstream.server.keystore import KeyRecord, KeyStatus, KeyStore, month_of
-from cmcstream.server.writer import WriterPolicy
 from cmcstream.version import __version__
 
 if TYPE_CHECKING:
@@ -221,11 +220,11 @@ def _parse_start(text: str) -> int:
 
 
 async def _serve(config: ServerConfig, store: KeyStore) -> None:
-    from cmcstream.server.node import Node  # the server's imports are only paid by `serve`
+    from cmcstream.app import App  # the server's imports are only paid by `serve`
 
     demo = _demo_key(store)
     started = time.monotonic()
-    node = Node(config, store)
+    node = App(config, store)
     await node.start()
     click.echo(f"cmcstream {__version__} listening on {node.url}")
     scheme = "http" if config.tls_cert is None else "https"

@@ -9,9 +9,23 @@ import platformdirs
 
 from cmcstream.protocol.billing import BillingModel
 from cmcstream.protocol.session import Counting
-from cmcstream.server.writer import WriterPolicy
 
-__all__ = ["ServerConfig", "default_db_path"]
+__all__ = ["ServerConfig", "WriterPolicy", "default_db_path"]
+
+
+@dataclass(frozen=True, slots=True)
+class WriterPolicy:
+    """Slow-consumer limits.
+
+    Attributes:
+        soft_limit_bytes: transport buffer size above which a reader is slow.
+        hard_limit_bytes: queue + buffer size at which a slow reader is closed.
+        slow_timeout_s: how long a reader may stay slow before it is closed.
+    """
+
+    soft_limit_bytes: int = 256 * 1024
+    hard_limit_bytes: int = 4 * 1024 * 1024
+    slow_timeout_s: float = 30.0
 
 
 def default_db_path() -> Path:

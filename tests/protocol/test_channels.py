@@ -207,3 +207,25 @@ def test_anything_else_as_crypto_ids_is_a_documented_error(value: Any) -> None:
     with pytest.raises(RequestError) as info:
         REG.normalize(spec("market@crypto_latest_price"), {"crypto_ids": value})
     assert info.value.code in (ErrorCode.INVALID_PARAM, ErrorCode.MISSING_PARAM)
+
+
+def test_a_topic_gives_back_its_subscription() -> None:
+    registry = ChannelRegistry()
+    (kline,) = registry.normalize(
+        spec("onchain@kline"), {"platform_id": 14, "address": BSC_USDT, "interval": "1m"}
+    )
+    assert registry.subscription_of(kline.topic) is kline
+    fresh = ChannelRegistry().subscription_of("market@crypto_latest_price|1027")
+    assert fresh is not None
+    assert dict(fresh.params) == {"crypto_ids": 1027}
+    parsed = ChannelRegistry().subscription_of(kline.topic)
+    assert parsed is not None
+    assert dict(parsed.params) == dict(kline.params)
+    for bad in (
+        "market@nope|1",
+        "market@crypto_latest_price",
+        "market@crypto_latest_price|x",
+        "market@crypto_latest_price|01",
+        "onchain@kline|14|0xabc",
+    ):
+        assert ChannelRegistry().subscription_of(bad) is None

@@ -7,9 +7,9 @@ import json
 import socket
 import time
 
+from cmcstream.config import WriterPolicy
 from cmcstream.protocol.billing import BillingModel
 from cmcstream.server.keystore import KeyStore
-from cmcstream.server.writer import WriterPolicy
 from cmcstream.testing import running_server
 from tests.server.conftest import closed_with, dial, recv_json, request, welcomed
 

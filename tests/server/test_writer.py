@@ -7,7 +7,8 @@ from typing import Any
 
 from websockets.protocol import State
 
-from cmcstream.server.writer import FlushScheduler, Outbox, WriterPolicy
+from cmcstream.config import WriterPolicy
+from cmcstream.server.writer import FlushScheduler, Outbox
 
 
 class FakeTransport:

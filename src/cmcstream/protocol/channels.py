@@ -216,6 +216,31 @@ class ChannelRegistry:
         """
         return self.select(spec, params).subscriptions()
 
+    def subscription_of(self, topic: str) -> Subscription | None:
+        """The identity a topic stands for (what a producer is told to work for).
+
+        Returns None for a string that is not a topic of a known channel.
+        """
+        sub = self._interned.get(topic)
+        if sub is not None:
+            return sub
+        name, *values = topic.split("|")
+        spec = self._channels.get(name)
+        if spec is None or len(values) != len(spec.params):
+            return None
+        params: dict[str, int | str] = {}
+        for param, value in zip(spec.params, values, strict=True):
+            if param.kind in (ParamKind.IDS, ParamKind.PLATFORM):
+                if not value.isdigit():
+                    return None
+                params[param.name] = int(value)
+            else:
+                params[param.name] = value
+        if make_topic(name, *params.values()) != topic:
+            return None  # not canonical (e.g. "01"): no subscriber can hold it
+        sub = self._interned[topic] = Subscription(topic, name, params)
+        return sub
+
     def select(self, spec: ChannelSpec, params: Mapping[str, Any]) -> Selection:
         """Validate request params into the :class:`Selection` of identities they name.
 

@@ -4,26 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from cmcstream.clock import Clock
+from cmcstream.config import ServerConfig
 from cmcstream.protocol import codec
 from cmcstream.protocol.codes import CLOSE_CODES, CloseCode, ErrorCode
 from cmcstream.protocol.messages import ServerMessage
 from cmcstream.protocol.session import Reply, Session, Subscribe, Unsubscribe, error_message
 from cmcstream.server.frames import text_frame
+from cmcstream.server.hub import Hub
 from cmcstream.server.keystore import KeyRecord
 from cmcstream.server.transport import ActivityConnection
-from cmcstream.server.writer import Outbox, PushMeter
+from cmcstream.server.writer import FlushScheduler, Outbox, PushMeter
 
-if TYPE_CHECKING:
-    from cmcstream.server.node import Node
-
-__all__ = ["Connection"]
+__all__ = ["Connection", "Host"]
 
 logger = logging.getLogger(__name__)
+
+
+class Host(Protocol):
+    """What a connection needs of the gateway that holds it."""
+
+    config: ServerConfig
+    hub: Hub
+    scheduler: FlushScheduler
+    wall: Clock
+    slow_closed: int
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
 
 
 class Connection:
@@ -35,21 +48,21 @@ class Connection:
 
     def __init__(
         self,
-        node: Node,
+        host: Host,
         ws: ActivityConnection,
         record: KeyRecord,
         session: Session,
         meter: PushMeter | None = None,
     ) -> None:
-        self.node = node
+        self.host = host
         self.ws = ws
         self.record = record
         self.session = session
         self.outbox = Outbox(
             ws.transport,
             ws.protocol,
-            node.scheduler,
-            node.config.writer,
+            host.scheduler,
+            host.config.writer,
             self._on_overflow,
             self._on_slow,
             meter,
@@ -67,7 +80,7 @@ class Connection:
     async def run(self) -> None:
         """Serve requests until the connection closes."""
         ws = self.ws
-        wall = self.node.wall
+        wall = self.host.wall
         try:
             while True:
                 data = await ws.recv()
@@ -96,9 +109,9 @@ class Connection:
                 if isinstance(effect, Reply):
                     self.send(effect.message)
                 elif isinstance(effect, Subscribe):
-                    self.node.hub.add(self.outbox, effect.subscriptions)
+                    self.host.hub.add(self.outbox, effect.subscriptions)
                 else:
-                    self.node.hub.remove(self.outbox, effect.topics)
+                    self.host.hub.remove(self.outbox, effect.topics)
         except Exception:
             # A bug must cost this request an error frame, never the connection.
             logger.exception("failed to carry out a request's effects")
@@ -110,16 +123,16 @@ class Connection:
             return
         self.closing = True
         if error is not None:
-            self.send(error_message(error, self.node.wall.now_ms()))
-        self.node.hub.remove(self.outbox, list(self.session.subscriptions))
+            self.send(error_message(error, self.host.wall.now_ms()))
+        self.host.hub.remove(self.outbox, list(self.session.subscriptions))
         # Queued frames go out before the close frame.
         loop = asyncio.get_running_loop()
         self.outbox.flush(loop.time())
-        self.node.spawn(self.ws.close(code, CLOSE_CODES[code].reason))
+        self.host.spawn(self.ws.close(code, CLOSE_CODES[code].reason))
         # A reader that never reads never takes the close frame either, and the
         # closing handshake waits for buffer room before its own timeout
         # starts: drop the TCP connection once the timeout has passed.
-        loop.call_later(self.node.config.close_timeout_s, self._abort_if_open)
+        loop.call_later(self.host.config.close_timeout_s, self._abort_if_open)
 
     def _abort_if_open(self) -> None:
         if self.ws.state is not State.CLOSED and self.ws.transport is not None:
@@ -127,9 +140,9 @@ class Connection:
             self.ws.transport.abort()
 
     def _on_slow(self, outbox: Outbox) -> None:
-        self.node.hub.resink(outbox, self.session.subscriptions)
+        self.host.hub.resink(outbox, self.session.subscriptions)
 
     def _on_overflow(self, outbox: Outbox) -> None:
         logger.info("closing slow connection of key %s…", self.key[:8])
-        self.node.slow_closed += 1
+        self.host.slow_closed += 1
         self.close(CloseCode.SEND_FAILURE)

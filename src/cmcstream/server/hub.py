@@ -1,13 +1,8 @@
-"""Topics to local subscribers; every push is framed once and the same bytes go to each.
-
-The hub asks the bus for a topic on its first local subscriber and releases it
-when the last one leaves (centrifuge's node/hub split), so nothing is computed
-or carried for topics nobody watches.
-"""
+"""Topics to local subscribers; every push is framed once and the same bytes go to each."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from cmcstream.bus.base import Bus
@@ -22,37 +17,31 @@ COLLAPSIBLE_CHANNELS: Final = frozenset({"market@crypto_latest_price"})
 
 
 class Hub:
-    """The subscribers of every topic on this node."""
+    """The subscribers of every topic on this gateway.
 
-    def __init__(
-        self,
-        bus: Bus,
-        on_watch: Callable[[Subscription], None] | None = None,
-        on_unwatch: Callable[[Subscription], None] | None = None,
-    ) -> None:
+    The hub tells the bus a topic is wanted on its first local subscriber and
+    releases it when the last one leaves (centrifuge's node/hub split), so the
+    feed computes and carries nothing for topics nobody watches.
+    """
+
+    def __init__(self, bus: Bus) -> None:
         self._bus = bus
-        # Told on a topic's first local subscriber and after its last one left,
-        # so the producer side builds pushes only for watched topics.
-        self._on_watch = on_watch
-        self._on_unwatch = on_unwatch
         # Each subscriber of a topic with the sink its pushes go into (Outbox.sink).
         self._subscribers: dict[str, dict[Outbox, Callable[[bytes], None]]] = {}
-        self._by_channel: dict[str, dict[str, Subscription]] = {}
         self.frames_built = 0
         self.pushes = 0
-        # Told once per delivered topic that outboxes have pushes queued.
+        # Told once per delivered topic that outboxes have pushes queued, and
+        # when the feed ends a batch (a tick) so they are written at once.
         self.on_fanout: Callable[[], None] | None = None
-        bus.set_handler(self.deliver)
+        self.on_batch_end: Callable[[], None] | None = None
+        bus.set_handler(self.deliver, self._batch_end)
 
     def add(self, outbox: Outbox, subscriptions: Iterable[Subscription]) -> None:
         for sub in subscriptions:
             subscribers = self._subscribers.get(sub.topic)
             if subscribers is None:
                 subscribers = self._subscribers[sub.topic] = {}
-                self._by_channel.setdefault(sub.channel, {})[sub.topic] = sub
                 self._bus.subscribe(sub.topic)
-                if self._on_watch is not None:
-                    self._on_watch(sub)
             subscribers[outbox] = outbox.sink(sub.topic, _collapsible(sub.topic))
 
     def remove(self, outbox: Outbox, topics: Iterable[str]) -> None:
@@ -63,14 +52,7 @@ class Hub:
             subscribers.pop(outbox, None)
             if not subscribers:
                 del self._subscribers[topic]
-                channel = topic.partition("|")[0]
-                watched = self._by_channel[channel]
-                sub = watched.pop(topic)
-                if not watched:
-                    del self._by_channel[channel]
                 self._bus.unsubscribe(topic)
-                if self._on_unwatch is not None:
-                    self._on_unwatch(sub)
 
     def resink(self, outbox: Outbox, topics: Iterable[str]) -> None:
         """Point ``outbox``'s latest-value topics at its current sinks (its reader
@@ -81,18 +63,10 @@ class Hub:
                 if subscribers is not None and outbox in subscribers:
                     subscribers[outbox] = outbox.sink(topic, True)
 
-    def watched(self, channel: str) -> Mapping[str, Subscription]:
-        """The topics of ``channel`` that have at least one subscriber here."""
-        return self._by_channel.get(channel, {})
-
     @property
     def topic_count(self) -> int:
         """Topics with at least one subscriber here."""
         return len(self._subscribers)
-
-    def subscription(self, topic: str) -> Subscription | None:
-        """The identity behind a watched topic."""
-        return self._by_channel.get(topic.partition("|")[0], {}).get(topic)
 
     def subscriber_count(self, topic: str) -> int:
         return len(self._subscribers.get(topic, ()))
@@ -110,6 +84,10 @@ class Hub:
             sink(frame)
         if self.on_fanout is not None:
             self.on_fanout()
+
+    def _batch_end(self) -> None:
+        if self.on_batch_end is not None:
+            self.on_batch_end()
 
 
 def _collapsible(topic: str) -> bool:

@@ -27,29 +27,15 @@ import asyncio
 import functools
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from websockets.protocol import Protocol, State
 
-__all__ = ["FlushScheduler", "Outbox", "PushMeter", "WriterPolicy"]
+from cmcstream.config import WriterPolicy
+
+__all__ = ["FlushScheduler", "Outbox", "PushMeter"]
 
 _OPEN: Final = State.OPEN
-
-
-@dataclass(frozen=True, slots=True)
-class WriterPolicy:
-    """Slow-consumer limits.
-
-    Attributes:
-        soft_limit_bytes: transport buffer size above which a reader is slow.
-        hard_limit_bytes: queue + buffer size at which a slow reader is closed.
-        slow_timeout_s: how long a reader may stay slow before it is closed.
-    """
-
-    soft_limit_bytes: int = 256 * 1024
-    hard_limit_bytes: int = 4 * 1024 * 1024
-    slow_timeout_s: float = 30.0
 
 
 class PushMeter(typing.Protocol):

@@ -14,17 +14,32 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cmcstream.app import App
 from cmcstream.config import ServerConfig
+from cmcstream.feed import Feed
+from cmcstream.server.gateway import Gateway
 from cmcstream.server.keystore import KeyStore
-from cmcstream.server.node import Node
 
 __all__ = ["RunningNode", "running_server"]
 
 
-class RunningNode(Node):
-    """A :class:`Node` that also carries a ready-made active Startup key."""
+class RunningNode(App):
+    """An :class:`App` running a feed and a gateway, with a ready-made active Startup key.
+
+    The gateway's and the feed's parts are reachable directly (``node.hub``,
+    ``node.world``, …), as tests look at both.
+    """
 
     demo_key: str
+    gateway: Gateway
+    feed: Feed
+
+    def __getattr__(self, name: str) -> Any:
+        for part in ("gateway", "feed"):
+            owner = self.__dict__.get(part)
+            if owner is not None and hasattr(owner, name):
+                return getattr(owner, name)
+        raise AttributeError(name)
 
 
 @contextlib.asynccontextmanager

@@ -555,6 +555,10 @@ class DexSimulator:
 
     # -- genesis -----------------------------------------------------------------------------
 
+    def backfill(self, now_ms: int, prices: Mapping[int, float]) -> Iterator[DexEvent]:
+        """What the feed starts from (:class:`~cmcstream.sources.base.Source`): the genesis."""
+        return self.genesis(now_ms, prices)
+
     def genesis(self, now_ms: int, prices: Mapping[int, float]) -> Iterator[DexEvent]:
         """The world as it stands at ``now_ms``, with no history before it.
 

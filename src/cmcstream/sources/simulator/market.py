@@ -42,7 +42,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from itertools import accumulate, repeat
 from operator import add, mul
 
@@ -145,7 +145,9 @@ class MarketSimulator:
 
     # -- history -----------------------------------------------------------
 
-    def backfill(self, now_ms: int) -> Iterator[MarketEvent]:
+    def backfill(
+        self, now_ms: int, prices: Mapping[int, float] | None = None
+    ) -> Iterator[MarketEvent]:
         """Listings and history up to ``now_ms``, and the live state from there.
 
         Yields an :class:`AssetListed` for every asset, then per asset a daily,
@@ -372,7 +374,7 @@ class MarketSimulator:
 
     # -- live --------------------------------------------------------------
 
-    def step(self, now_ms: int) -> Iterator[MarketEvent]:
+    def step(self, now_ms: int, prices: Mapping[int, float] | None = None) -> Iterator[MarketEvent]:
         """Trade prints (and supply changes) from the previous step up to ``now_ms``.
 
         Every asset up to ``fast_rank_max`` prints at every call; the others

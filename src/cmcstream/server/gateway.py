@@ -1,8 +1,8 @@
-"""The node: wires the market source and engine, the bus, the hub and the connections.
+"""The gateway: admission, connections, the hub, the writer and billing.
 
-Data flows one way (DESIGN.md): the simulator produces raw events, the engine
-turns them into payloads on its cadence, each payload is encoded once per
-topic and published on the bus, the hub frames it once and queues the same
+It serves clients the pushes the feed publishes on the bus and tells the bus
+which topics its clients watch; it knows nothing of where pushes come from.
+Each push arrives encoded once; the hub frames it once and queues the same
 bytes on every subscriber's outbox, and the flush scheduler writes each
 connection's queue in one write.
 """
@@ -14,23 +14,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from itertools import islice
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from cmcstream import heap
 from cmcstream.bus.base import Bus
-from cmcstream.bus.memory import MemoryBus
-from cmcstream.clock import Clock, SimClock, SystemClock
+from cmcstream.clock import Clock, SystemClock
 from cmcstream.config import ServerConfig
-from cmcstream.engine import build as engine_build
-from cmcstream.engine.market import MarketEngine
-from cmcstream.engine.onchain import OnchainEngine
-from cmcstream.engine.tokens import REFERENCE_TOKENS
 from cmcstream.protocol import codec
 from cmcstream.protocol.billing import BillingModel, make_meter
-from cmcstream.protocol.channels import ChannelRegistry, Subscription
+from cmcstream.protocol.channels import ChannelRegistry
 from cmcstream.protocol.codes import CLOSE_CODES, CloseCode, ErrorCode
 from cmcstream.protocol.messages import Welcome
 from cmcstream.protocol.plans import PLANS
@@ -44,130 +37,86 @@ from cmcstream.server.keystore import KeyStatus, KeyStore, StoreWorker
 from cmcstream.server.transport import ActivityConnection, echo_subprotocol, tls_context
 from cmcstream.server.usage import PushCharge, UsageLedger
 from cmcstream.server.writer import FlushScheduler
-from cmcstream.sources.simulator.dex import DexSimulator
-from cmcstream.sources.simulator.dex_world import DexWorld
-from cmcstream.sources.simulator.market import MarketSimulator
-from cmcstream.sources.simulator.universe import Universe
 from cmcstream.version import __version__
 
-__all__ = ["MARKET_CHANNEL", "Node"]
+__all__ = ["Gateway"]
 
 logger = logging.getLogger(__name__)
 
-MARKET_CHANNEL = "market@crypto_latest_price"
-_STEP_FLUSH_S = 0.005  # longest a push waits inside a busy on-chain step
-_STEP_CHUNK = 64  # events folded per engine call between checks of that wait
 
-
-class Node:
-    """One cmcstream server process.
+class Gateway:
+    """Clients' connections to the pushes on a bus.
 
     Args:
-        config: the server configuration.
-        store: the key store (the node does not close it).
-        clock: simulated time; defaults to a :class:`SimClock` at ``config.speed``.
-            It drives the market and the DEX world and the times inside payloads.
-        bus: defaults to a :class:`MemoryBus`.
+        config: the server configuration (the gateway reads its own part).
+        store: the key store (the gateway does not close it).
+        bus: where pushes come from and interest goes.
         wall: real time, for everything on the wire outside payloads (the
-            envelope ``ts``, ``welcome``, ``pong``, error timestamps) and for
-            usage months; defaults to the system clock. Clients compare those
-            with their own clock, whatever ``--speed`` the market runs at.
+            envelope's ``welcome``, ``pong``, error timestamps) and for usage
+            months; defaults to the system clock. Clients compare those with
+            their own clock, whatever ``--speed`` the market runs at.
+        health: extra ``/health`` fields (the feed's, when it runs in this process).
     """
 
     def __init__(
         self,
         config: ServerConfig,
         store: KeyStore,
+        bus: Bus,
         *,
-        clock: Clock | None = None,
-        bus: Bus | None = None,
         wall: Clock | None = None,
+        health: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.keys = StoreWorker(store)
-        self.clock: Clock = clock if clock is not None else SimClock(config.speed, config.start_ms)
         self.wall: Clock = wall if wall is not None else SystemClock()
-        self.bus: Bus = bus if bus is not None else MemoryBus()
-        self.hub = Hub(self.bus, on_watch=self._watch, on_unwatch=self._unwatch)
+        self.bus = bus
+        self.hub = Hub(bus)
         self.registry = ChannelRegistry()
         self.meter = make_meter(config.billing, config.credit_rate)
         self.ledger = UsageLedger(self.keys)
         self._push_charges: dict[str, PushCharge] = {}
-        self.engine = MarketEngine(
-            fast_cadence_ms=config.fast_cadence_ms,
-            slow_cadence_ms=config.slow_cadence_ms,
-            fast_rank_max=config.fast_rank_max,
-        )
-        self.simulator = MarketSimulator(
-            Universe.load(config.universe_size, seed=config.seed),
-            seed=config.seed,
-            step_ms=config.fast_cadence_ms,
-        )
-        self._quotes: dict[int, float] = {}
-        self.onchain = OnchainEngine(self._quote_price, metric_period_ms=config.metric_period_ms)
-        self.world = DexWorld.build(config.seed)
-        self.dex = DexSimulator(self.world, seed=config.seed, activity=config.dex_activity)
+        self._extra_health = health
         self.connections: dict[str, set[Connection]] = {}
         self.slow_closed = 0
-        self.pushes_published = 0
-        self._prefixes: dict[str, bytes] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._started_at = time.monotonic()
         self._stopping = False
-        self.origin_ms = 0  # where the backfilled history ends; set in start()
         self.scheduler: FlushScheduler  # set in start(), which has the loop
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the market, start listening and start the background loops."""
+        """Start listening and start the background loops."""
         loop = asyncio.get_running_loop()
         self.scheduler = FlushScheduler(loop)
         self.hub.on_fanout = self.scheduler.fanout
-        # History ends on a cadence boundary, so a fixed --start and --seed give
-        # the same market whatever the machine took to get here.
-        now_ms = self.clock.now_ms()
-        self.origin_ms = now_ms - now_ms % self.config.fast_cadence_ms
-        for event in self.simulator.backfill(self.origin_ms):
-            self.engine.apply(event)
-        for dex_event in self.dex.genesis(self.origin_ms, self._reference_prices(self.origin_ms)):
-            self.onchain.apply(dex_event)
-        if self.config.tune_gc:
-            heap.settle()
+        self.hub.on_batch_end = self.scheduler.flush
         config = self.config
         tls = None
         if config.tls_cert is not None and config.tls_key is not None:
             tls = tls_context(config.tls_cert, config.tls_key)
         self._server = await serve(
             self._handle,
-            self.config.host,
-            self.config.port,
+            config.host,
+            config.port,
             ssl=tls,
             create_connection=ActivityConnection,
             select_subprotocol=echo_subprotocol,
             process_request=make_process_request(self.health),
             compression=None,  # pushes are pre-framed once and shared: no per-connection deflate
             open_timeout=config.open_timeout_s,
-            max_size=self.config.transport_max_bytes,
+            max_size=config.transport_max_bytes,
             ping_interval=None,  # keep-alive is the protocol's JSON ping (§3)
             ping_timeout=None,
-            close_timeout=self.config.close_timeout_s,
+            close_timeout=config.close_timeout_s,
             server_header=f"cmcstream/{__version__}",
-            backlog=self.config.backlog,
+            backlog=config.backlog,
         )
-        cadence, step = self.config.fast_cadence_ms, self.config.onchain_step_ms
         self._loops = [
-            loop.create_task(
-                self._every(cadence, cadence, self._market_tick, "market tick"), name="market"
-            ),
-            # The DEX world steps every simulated second (its interval closes need it).
-            loop.create_task(
-                self._every(step, 10 * step, self.publish_onchain, "on-chain step"),
-                name="onchain",
-            ),
             loop.create_task(self._sweep_loop(), name="sweep"),
             loop.create_task(self._usage_loop(), name="usage"),
         ]
@@ -182,11 +131,6 @@ class Node:
     def url(self) -> str:
         scheme = "ws" if self.config.tls_cert is None else "wss"
         return f"{scheme}://{self.config.host}:{self.port}/v1"
-
-    async def serve_until(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then shut down gracefully."""
-        await stop.wait()
-        await self.shutdown()
 
     async def shutdown(self) -> None:
         """Stop accepting, close every connection with 1001, save usage.
@@ -227,7 +171,6 @@ class Node:
                 "usage not saved at shutdown: %d milli-credits and %d messages", milli, messages
             )
         await asyncio.to_thread(self.keys.close)
-        await self.bus.aclose()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""
@@ -236,7 +179,7 @@ class Node:
         task.add_done_callback(self._tasks.discard)
 
     def health(self) -> dict[str, Any]:
-        return {
+        status = {
             "status": "stopping" if self._stopping else "ok",
             "version": __version__,
             "uptime_s": round(time.monotonic() - self._started_at, 3),
@@ -250,10 +193,10 @@ class Node:
                 for conn in group
             ),
             "slow_closed": self.slow_closed,
-            "engine": engine_build(),
-            # What `cmcstream tail` needs to name the simulated assets and tokens.
-            "simulator": {"seed": self.config.seed, "universe_size": self.config.universe_size},
         }
+        if self._extra_health is not None:
+            status.update(self._extra_health())
+        return status
 
     # -- connections -------------------------------------------------------------------------
 
@@ -355,109 +298,6 @@ class Node:
                     account.delivered(delivered)
 
     # -- background loops --------------------------------------------------------------------
-
-    async def _every(
-        self, period_ms: int, lag_limit_ms: int, action: Callable[[int], object], name: str
-    ) -> None:
-        """Call ``action(t)`` at every multiple ``t`` of ``period_ms`` of simulated time.
-
-        When the loop falls more than ``lag_limit_ms`` behind (a very high
-        ``--speed``), it skips to the latest boundary rather than replaying a
-        backlog the clients no longer want.
-        """
-        due = self.origin_ms + period_ms
-        while True:
-            await asyncio.sleep(self.clock.wall_delay(due - self.clock.now_ms()))
-            now_ms = self.clock.now_ms()
-            if now_ms - due > lag_limit_ms:
-                due = now_ms - now_ms % period_ms
-            try:
-                action(due)
-            except Exception:
-                logger.exception("%s at %d failed", name, due)
-            due += period_ms
-
-    def _market_tick(self, tick_ms: int) -> None:
-        """Advance the market to ``tick_ms`` and publish the pushes due then."""
-        for event in self.simulator.step(tick_ms):
-            self.engine.apply(event)
-        self.publish_market(tick_ms)
-
-    def publish_market(self, tick_ms: int) -> int:
-        """Publish the pushes due at ``tick_ms`` for every watched id; returns how many."""
-        watched = self.hub.watched(MARKET_CHANNEL)
-        if not watched:
-            return 0
-        topic_of: dict[int, str] = {}
-        for topic, sub in watched.items():
-            cid = sub.params["crypto_ids"]
-            assert isinstance(cid, int)
-            topic_of[cid] = topic
-        payloads = self.engine.tick(tick_ms, topic_of.keys())
-        now_ms = self.wall.now_ms()
-        for payload in payloads:
-            self._publish_watched(topic_of[payload.cid], payload, now_ms)
-        self.pushes_published += len(payloads)
-        # Written now rather than on the next loop pass, which may be behind
-        # an on-chain step that became due at the same instant.
-        self.scheduler.flush()
-        return len(payloads)
-
-    # -- on-chain ----------------------------------------------------------------------------
-
-    def _quote_price(self, cmc_id: int) -> float | None:
-        """The market channel's price of ``cmc_id``: what quote tokens are worth in USD."""
-        return self._quotes.get(cmc_id)
-
-    def _reference_prices(self, now_ms: int) -> dict[int, float]:
-        """Market prices of every reference token's coin, read once per on-chain step."""
-        prices = {}
-        for token in REFERENCE_TOKENS:
-            payload = self.engine.latest_price(token.cmc_id, now_ms)
-            if payload is not None:
-                prices[token.cmc_id] = payload.p
-        self._quotes = prices
-        return prices
-
-    def _watch(self, sub: Subscription) -> None:
-        if sub.channel != MARKET_CHANNEL:
-            self.onchain.watch(sub, self.clock.now_ms())
-
-    def _unwatch(self, sub: Subscription) -> None:
-        self._prefixes.pop(sub.topic, None)
-        if sub.channel != MARKET_CHANNEL:
-            self.onchain.unwatch(sub)
-
-    def publish_onchain(self, step_ms: int) -> int:
-        """Advance the DEX world to ``step_ms`` and publish the pushes; returns how many."""
-        engine = self.onchain
-        wall, loop_time = self.wall, asyncio.get_running_loop().time
-        now_ms = wall.now_ms()
-        flushed = loop_time()
-        published = 0
-        events = self.dex.step(step_ms, self._reference_prices(step_ms))
-        while chunk := list(islice(events, _STEP_CHUNK)):
-            for topic, payload in engine.apply_many(chunk):
-                published += self._publish_watched(topic, payload, now_ms)
-            # A busy step takes a while: what is ready leaves every few ms
-            # instead of after the whole step, stamped with its send time.
-            if loop_time() - flushed > _STEP_FLUSH_S:
-                self.scheduler.flush()
-                flushed, now_ms = loop_time(), wall.now_ms()
-        for topic, payload in engine.advance(step_ms):
-            published += self._publish_watched(topic, payload, now_ms)
-        self.scheduler.flush()
-        return published
-
-    def _publish_watched(self, topic: str, payload: Any, now_ms: int) -> int:
-        prefix = self._prefixes.get(topic)
-        if prefix is None:
-            sub = self.hub.subscription(topic)
-            if sub is None:
-                return 0
-            prefix = self._prefixes[topic] = codec.data_prefix(sub.channel, dict(sub.params))
-        self.bus.publish(topic, codec.encode_data(prefix, payload, now_ms))
-        return 1
 
     async def _sweep_loop(self) -> None:
         """Idle timeouts, usage counts, key re-checks: everything periodic about connections."""

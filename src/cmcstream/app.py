@@ -1,0 +1,105 @@
+"""The composition root: a feed and a gateway over one bus, as one process runs them.
+
+``cmcstream serve`` runs both over the in-process bus. Either can also run on
+its own over a bus shared between processes, which is how one feed serves
+several gateways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from cmcstream.bus.base import Bus
+from cmcstream.bus.memory import MemoryBus
+from cmcstream.clock import Clock
+from cmcstream.config import ServerConfig
+from cmcstream.feed import Feed
+from cmcstream.server.gateway import Gateway
+from cmcstream.server.keystore import KeyStore
+
+__all__ = ["App"]
+
+
+class App:
+    """What one process runs: a feed, a gateway, or both, wired to one bus.
+
+    Args:
+        config: the server configuration.
+        store: the key store (needed with a gateway; the app does not close it).
+        bus: defaults to a :class:`MemoryBus`, which only joins a feed and a
+            gateway in this process.
+        feed: run the feed here.
+        gateway: run the gateway here.
+        clock: the feed's simulated time (see :class:`Feed`).
+        wall: real time, for everything on the wire outside payloads.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        store: KeyStore | None = None,
+        *,
+        bus: Bus | None = None,
+        feed: bool = True,
+        gateway: bool = True,
+        clock: Clock | None = None,
+        wall: Clock | None = None,
+    ) -> None:
+        if not (feed or gateway):
+            raise ValueError("an app runs a feed, a gateway or both")
+        self.config = config
+        self.bus: Bus = bus if bus is not None else MemoryBus()
+        self.feed = Feed(config, self.bus, clock=clock, wall=wall) if feed else None
+        self.gateway: Gateway | None = None
+        if gateway:
+            if store is None:
+                raise ValueError("a gateway needs a key store")
+            extra = self.feed.health if self.feed is not None else None
+            self.gateway = Gateway(config, store, self.bus, wall=wall, health=extra)
+
+    async def start(self) -> None:
+        """Connect the bus, build the feed's history, then start listening."""
+        await self.bus.start()
+        if self.feed is not None:
+            await self.feed.start()
+        if self.gateway is not None:
+            await self.gateway.start()
+
+    async def shutdown(self) -> None:
+        """Stop the feed, close the gateway's connections, save usage, release the bus."""
+        if self.feed is not None:
+            await self.feed.stop()
+        if self.gateway is not None:
+            await self.gateway.shutdown()
+        await self.bus.aclose()
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down gracefully."""
+        await stop.wait()
+        await self.shutdown()
+
+    # -- what tests, benchmarks and the banner read -------------------------------------------
+
+    def _gateway(self) -> Gateway:
+        if self.gateway is None:
+            raise RuntimeError("this app runs no gateway")
+        return self.gateway
+
+    def _feed(self) -> Feed:
+        if self.feed is None:
+            raise RuntimeError("this app runs no feed")
+        return self.feed
+
+    @property
+    def url(self) -> str:
+        return self._gateway().url
+
+    @property
+    def port(self) -> int:
+        return self._gateway().port
+
+    def health(self) -> dict[str, Any]:
+        if self.gateway is not None:
+            return self.gateway.health()
+        return self._feed().health()

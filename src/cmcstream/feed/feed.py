@@ -1,0 +1,189 @@
+"""The feed: the tick loops, interest from the bus, and the pushes they publish."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from cmcstream import heap
+from cmcstream.bus.base import Bus
+from cmcstream.clock import Clock, SimClock, SystemClock
+from cmcstream.config import ServerConfig
+from cmcstream.engine import build as engine_build
+from cmcstream.engine.market import MarketEngine
+from cmcstream.engine.onchain import OnchainEngine
+from cmcstream.feed.market import MARKET_CHANNEL, MarketFeed
+from cmcstream.feed.onchain import OnchainFeed
+from cmcstream.feed.publisher import Publisher
+from cmcstream.protocol.channels import ChannelRegistry
+from cmcstream.sources.simulator.dex import DexSimulator
+from cmcstream.sources.simulator.dex_world import DexWorld
+from cmcstream.sources.simulator.market import MarketSimulator
+from cmcstream.sources.simulator.universe import Universe
+
+__all__ = ["Feed"]
+
+logger = logging.getLogger(__name__)
+
+
+class Feed:
+    """Sources through the engines onto the bus, for the topics some gateway watches.
+
+    Args:
+        config: the simulated market and DEX world, and their cadences.
+        bus: where pushes go and interest comes from.
+        clock: simulated time; defaults to a :class:`SimClock` at ``config.speed``.
+            It drives the sources and the times inside payloads.
+        wall: real time, for the push envelope's ``ts``; the system clock by default.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        bus: Bus,
+        *,
+        clock: Clock | None = None,
+        wall: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.bus = bus
+        self.clock: Clock = clock if clock is not None else SimClock(config.speed, config.start_ms)
+        self.wall: Clock = wall if wall is not None else SystemClock()
+        self.registry = ChannelRegistry()
+        self.publisher = Publisher(bus)
+        self.simulator = MarketSimulator(
+            Universe.load(config.universe_size, seed=config.seed),
+            seed=config.seed,
+            step_ms=config.fast_cadence_ms,
+        )
+        self.market = MarketFeed(
+            self.simulator,
+            MarketEngine(
+                fast_cadence_ms=config.fast_cadence_ms,
+                slow_cadence_ms=config.slow_cadence_ms,
+                fast_rank_max=config.fast_rank_max,
+            ),
+            self.publisher,
+        )
+        self.world = DexWorld.build(config.seed)
+        self.dex = DexSimulator(self.world, seed=config.seed, activity=config.dex_activity)
+        self._prices: dict[int, float] = {}
+        self.onchain = OnchainFeed(
+            self.dex,
+            OnchainEngine(self._quote_price, metric_period_ms=config.metric_period_ms),
+            self.publisher,
+            self.wall.now_ms,
+        )
+        self.origin_ms = 0  # where the backfilled history ends; set in start()
+        self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def engine(self) -> MarketEngine:
+        return self.market.engine
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build the history, then follow interest and run the tick loops."""
+        # History ends on a cadence boundary, so a fixed --start and --seed give
+        # the same market whatever the machine took to get here.
+        now_ms = self.clock.now_ms()
+        self.origin_ms = now_ms - now_ms % self.config.fast_cadence_ms
+        self.market.backfill(self.origin_ms)
+        self.onchain.backfill(self.origin_ms, self._reference_prices(self.origin_ms))
+        if self.config.tune_gc:
+            heap.settle()
+        self.bus.set_interest(self._watch, self._unwatch)
+        loop = asyncio.get_running_loop()
+        cadence, step = self.config.fast_cadence_ms, self.config.onchain_step_ms
+        self._loops = [
+            loop.create_task(
+                self._every(cadence, cadence, self._market_tick, "market tick"), name="market"
+            ),
+            # The DEX world steps every simulated second (its interval closes need it).
+            loop.create_task(
+                self._every(step, 10 * step, self._onchain_step, "on-chain step"), name="onchain"
+            ),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loops = []
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "engine": engine_build(),
+            "published": self.publisher.published,
+            "simulator": {"seed": self.config.seed, "universe_size": self.config.universe_size},
+        }
+
+    # -- interest ----------------------------------------------------------------------------
+
+    def _watch(self, topic: str) -> None:
+        sub = self.registry.subscription_of(topic)
+        if sub is None:
+            logger.warning("ignoring interest in %r, which is not a topic", topic)
+            return
+        self.publisher.watch(sub)
+        if sub.channel == MARKET_CHANNEL:
+            self.market.watch(sub)
+        else:
+            self.onchain.watch(sub, self.clock.now_ms())
+
+    def _unwatch(self, topic: str) -> None:
+        sub = self.registry.subscription_of(topic)
+        if sub is None:
+            return
+        self.publisher.unwatch(topic)
+        if sub.channel == MARKET_CHANNEL:
+            self.market.unwatch(sub)
+        else:
+            self.onchain.unwatch(sub)
+
+    # -- the loops ---------------------------------------------------------------------------
+
+    async def _every(
+        self, period_ms: int, lag_limit_ms: int, action: Callable[[int], object], name: str
+    ) -> None:
+        """Call ``action(t)`` at every multiple ``t`` of ``period_ms`` of simulated time.
+
+        When the loop falls more than ``lag_limit_ms`` behind (a very high
+        ``--speed``), it skips to the latest boundary rather than replaying a
+        backlog the clients no longer want.
+        """
+        due = self.origin_ms + period_ms
+        while True:
+            await asyncio.sleep(self.clock.wall_delay(due - self.clock.now_ms()))
+            now_ms = self.clock.now_ms()
+            if now_ms - due > lag_limit_ms:
+                due = now_ms - now_ms % period_ms
+            try:
+                action(due)
+            except Exception:
+                logger.exception("%s at %d failed", name, due)
+            due += period_ms
+
+    def _market_tick(self, tick_ms: int) -> int:
+        published = self.market.tick(tick_ms, self.wall.now_ms())
+        # Written now rather than on the next loop pass, which may be behind
+        # an on-chain step that became due at the same instant.
+        self.publisher.flush()
+        return published
+
+    def _onchain_step(self, step_ms: int) -> int:
+        return self.onchain.step(step_ms, self._reference_prices(step_ms))
+
+    def _reference_prices(self, at_ms: int) -> dict[int, float]:
+        """Read once per on-chain step; the engine prices quote tokens with them."""
+        self._prices = dict(self.market.reference_prices(at_ms))
+        return self._prices
+
+    def _quote_price(self, cmc_id: int) -> float | None:
+        return self._prices.get(cmc_id)
