@@ -22,12 +22,13 @@ Every number is computed here, from events only:
 - **Candles and unique traders** are cut from per-second buckets at interval
   close; an interval without swaps carries the previous close with zero volume
   (so consecutive candles are exactly one interval apart).
-- **Rolling windows** are bucketed counters with exact sliding distinct counts
-  (:mod:`cmcstream.engine.windows`).
-- Candles, trader counts and windows take an included swap a second at a time:
-  each token and pool tapes its trades and folds the second when the next one
-  starts or before it is read (:mod:`cmcstream.engine.trades`); prices,
-  reserves and holders move with every event.
+- **Rolling windows** are exact: every included trade of the trailing length
+  and none older (:mod:`cmcstream.engine.windows`).
+- Candles, trader counts and windows take an included swap a run at a time
+  (a second, split on its first millisecond): each token and pool tapes its
+  trades and folds the run when the next one starts or before it is read
+  (:mod:`cmcstream.engine.trades`); prices, reserves and holders move with
+  every event.
 - **Holders** live in :class:`~cmcstream.engine.holders.HolderBook`.
 
 Only watched identities cost payload work: a push is built only for a topic
@@ -57,7 +58,7 @@ from cmcstream.engine.events import (
 from cmcstream.engine.holders import HolderBook
 from cmcstream.engine.numeric import quotient, scale, units
 from cmcstream.engine.tokens import ReferenceToken, reference_token
-from cmcstream.engine.trades import Tape
+from cmcstream.engine.trades import Tape, run_key
 from cmcstream.engine.units import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 from cmcstream.engine.windows import RollingWindows, WindowTotals
 from cmcstream.protocol.channels import Subscription, make_topic
@@ -238,7 +239,7 @@ class _Pool:
         self.base_index = 1 if t1.quote_rank > t0.quote_rank else 0
         self.base, self.quote = (t0, t1) if self.base_index == 0 else (t1, t0)
         self.tape = Tape()
-        self.windows = RollingWindows([length for _, length in POOL_WINDOWS])
+        self.windows = RollingWindows([length for _, length in POOL_WINDOWS], prices=False)
         self.metric_topic = make_topic(_POOL_METRIC, ev.chain, ev.pool)
         self.metric_state = _Coalesced(self.metric_topic)
 
@@ -570,17 +571,17 @@ class OnchainEngine:
             assert base_usd is not None
             assert quote_usd is not None
             base.price = base_usd
-            second = ts // SECOND_MS
+            key = run_key(ts)
             # The base token and the pool tape the trade as the base side sees it, the
             # quote token as its own side: the same five values per entity (trades.FIELDS).
-            if base.tape.second != second:
-                self._new_second(base, second)
+            if base.tape.key != key:
+                self._new_run(base, key)
             base.tape.trades += (bought_base, vu, a_base, trader, base_usd)
-            if quote.tape.second != second:
-                self._new_second(quote, second)
+            if quote.tape.key != key:
+                self._new_run(quote, key)
             quote.tape.trades += (not bought_base, vu, a_quote, trader, quote_usd)
-            if pool.tape.second != second:
-                self._new_second(pool, second)
+            if pool.tape.key != key:
+                self._new_run(pool, key)
             pool.tape.trades += (bought_base, vu, a_base, trader, base_usd)
             base.metric_state.dirty = quote.metric_state.dirty = True
             pool.metric_state.dirty = True
@@ -677,10 +678,10 @@ class OnchainEngine:
                 )
         return out
 
-    def _new_second(self, entity: _Token | _Pool, second: int) -> None:
-        """Fold the trades of the entity's previous second and tape from ``second`` on."""
+    def _new_run(self, entity: _Token | _Pool, key: int) -> None:
+        """Fold the trades of the entity's previous run and tape run ``key``."""
         entity.fold()
-        entity.tape.second = second
+        entity.tape.key = key
         self._unfolded[entity] = None
 
     def _liquidity(self, ev: LiquidityChanged) -> list[Update]:
@@ -856,8 +857,8 @@ def _token_window(name: str, t: WindowTotals) -> TokenWindow:
         pc = (t.last - t.open) / t.open * 100.0
     return TokenWindow(
         win=name,
-        vu=t.bvu + t.svu,
-        vn=t.bvn + t.svn,
+        vu=t.vu,
+        vn=t.vn,
         pc=pc,
         txs=txs,
         bc=t.bc,
