@@ -18,7 +18,11 @@ Every number is computed here, from events only:
 - **A swap** is *excluded* (``ex: true``) when it is dust (under
   ``dust_usd``) or its price is an outlier (more than ``outlier_ratio`` away
   from the token's last included price); excluded swaps move reserves, as on
-  chain, but no price, candle or metric.
+  chain, but no price, candle or metric. Prices read from a pool (``p`` and
+  ``ap`` of ``token_agg_event``, ``lu``, the price of a token not traded yet)
+  follow the reserves as of the pool's last included swap or liquidity
+  change, so an excluded swap moves none of them either: it is still pushed
+  (``token_agg_event`` comes on each swap), with the numbers it left alone.
 - **Candles and unique traders** are cut from per-second buckets at interval
   close; an interval without swaps carries the previous close with zero volume
   (so consecutive candles are exactly one interval apart).
@@ -210,6 +214,8 @@ class _Pool:
         "dex",
         "metric_state",
         "metric_topic",
+        "priced0",
+        "priced1",
         "quote",
         "r0",
         "r1",
@@ -230,7 +236,10 @@ class _Pool:
         self.t1 = t1
         self.r0 = 0  # raw reserves
         self.r1 = 0
-        # The reserves in token units, worked out again only when read after a change:
+        # The raw reserves as of the last included swap or liquidity change: an excluded
+        # swap moves the reserves, as on chain, but no price read from the pool.
+        self.priced0 = self.priced1 = 0
+        # ``priced0/1`` in token units, worked out again only when read after a change:
         # a watched token's every swap reads all of its pools' prices and liquidity.
         self.u0 = self.u1 = 0.0
         self.stale = False
@@ -250,9 +259,9 @@ class _Pool:
             self.windows.add(run)
 
     def refresh_units(self) -> None:
-        """``u0``/``u1`` from the raw reserves (call when ``stale``)."""
-        self.u0 = quotient(self.r0, self.t0.scale)
-        self.u1 = quotient(self.r1, self.t1.scale)
+        """``u0``/``u1`` from the priced reserves (call when ``stale``)."""
+        self.u0 = quotient(self.priced0, self.t0.scale)
+        self.u1 = quotient(self.priced1, self.t1.scale)
         self.stale = False
 
 
@@ -342,14 +351,14 @@ class OnchainEngine:
             if other.ref is None and other.price is None:
                 continue  # never recurse through another unpriced token
             price = self.pool_price(pool, token)
-            depth = pool.r1 if token is pool.t0 else pool.r0
+            depth = pool.priced1 if token is pool.t0 else pool.priced0
             if price is not None and (best is None or depth > best[0]):
                 best = (depth, price)
         return best[1] if best is not None else None
 
     def pool_price(self, pool: _Pool, token: _Token) -> float | None:
         """USD price of ``token`` implied by ``pool``'s reserves."""
-        if pool.r0 <= 0 or pool.r1 <= 0:
+        if pool.priced0 <= 0 or pool.priced1 <= 0:
             return None
         other_usd = self.usd(pool.t1 if token is pool.t0 else pool.t0)
         if other_usd is None:
@@ -536,7 +545,6 @@ class OnchainEngine:
             pool.r1 += amount_in
             pool.r0 -= amount_out
             a0, a1 = quotient(amount_out, t0.scale), quotient(amount_in, t1.scale)
-        pool.stale = True
         base_i = pool.base_index
         base, quote = pool.base, pool.quote
         a_base, a_quote = (a0, a1) if base_i == 0 else (a1, a0)
@@ -571,6 +579,8 @@ class OnchainEngine:
             assert base_usd is not None
             assert quote_usd is not None
             base.price = base_usd
+            pool.priced0, pool.priced1 = pool.r0, pool.r1
+            pool.stale = True
             key = run_key(ts)
             # The base token and the pool tape the trade as the base side sees it, the
             # quote token as its own side: the same five values per entity (trades.FIELDS).
@@ -689,12 +699,17 @@ class OnchainEngine:
         if pool is None:
             self.unknown += 1
             return []
+        # Liquidity moves the pool's depth at its price: the priced reserves move with it.
         if ev.action == "remove":
             pool.r0 = max(pool.r0 - ev.amount0, 0)
             pool.r1 = max(pool.r1 - ev.amount1, 0)
+            pool.priced0 = max(pool.priced0 - ev.amount0, 0)
+            pool.priced1 = max(pool.priced1 - ev.amount1, 0)
         else:  # add, migrate: liquidity arrives in this pool
             pool.r0 += ev.amount0
             pool.r1 += ev.amount1
+            pool.priced0 += ev.amount0
+            pool.priced1 += ev.amount1
         pool.stale = True
         pool.metric_state.dirty = True
         t0, t1 = pool.t0, pool.t1
