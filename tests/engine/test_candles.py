@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, strategies as st
 
 from cmcstream.engine.candles import LongTraders, SecondBuckets
-from cmcstream.engine.trades import Tape, TradeRun
+from cmcstream.engine.trades import Tape, TradeRun, run_key
 
 swaps = st.lists(
     st.tuples(
@@ -20,15 +20,15 @@ swaps = st.lists(
 
 
 def runs(swaps: list[tuple[int, float, float, str]]) -> list[TradeRun]:
-    """The swaps ``(ts, price, usd, trader)`` a second at a time, as the engine folds them."""
+    """The swaps ``(ts, price, usd, trader)`` a run at a time, as the engine folds them."""
     out = []
     tape = Tape()
     for ts, price, usd, trader in swaps:
-        if tape.second != ts // 1000:
+        if tape.key != run_key(ts):
             run = tape.take()
             if run is not None:
                 out.append(run)
-            tape.second = ts // 1000
+            tape.key = run_key(ts)
         tape.trades += (True, usd, 1.0, trader, price)
     run = tape.take()
     if run is not None:
@@ -38,7 +38,7 @@ def runs(swaps: list[tuple[int, float, float, str]]) -> list[TradeRun]:
 
 def one(second: int, *trades: tuple[float, str]) -> TradeRun:
     [run] = runs(
-        [(second * 1000 + i, price, 1.0, trader) for i, (price, trader) in enumerate(trades)]
+        [(second * 1000 + 1 + i, price, 1.0, trader) for i, (price, trader) in enumerate(trades)]
     )
     return run
 

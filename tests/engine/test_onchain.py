@@ -327,3 +327,36 @@ def test_apply_many_is_apply_event_by_event() -> None:
     batched = many.apply_many(swaps[:7]) + many.apply_many(swaps[7:]) + many.apply_many([])
     assert len(singly) >= 100
     assert batched == singly
+
+
+def test_a_front_run_swap_moves_no_aggregate_price() -> None:
+    # An outlier (txtp 2) moves the pool's reserves, as on chain, but no price: the
+    # aggregate, the pool price and the liquidity of its push are those before it.
+    engine = world()
+    agg_topic = watch(engine, "onchain@token_agg_event", address=MEME)
+    tx_topic = watch(engine, "onchain@transaction", address=MEME)
+    meme = engine.token(14, MEME)
+    assert meme is not None
+    pushed = dict(engine.apply(priced(engine, buy_meme(0.2, T0 + 10))))
+    before = pushed[agg_topic]
+    assert isinstance(before, TokenAggEvent)
+    front_run = priced(engine, buy_meme(200.0, T0 + 20, trader=BOB, log=8))
+    pushed = dict(engine.apply(front_run))
+    assert (pushed[tx_topic].ex, pushed[tx_topic].txtp) == (True, 2)
+    during = pushed[agg_topic]  # still pushed: one token_agg_event per swap
+    assert isinstance(during, TokenAggEvent)
+    assert (during.ap, during.p, during.lu, during.ts) == (before.ap, before.p, before.lu, T0 + 20)
+    assert engine.usd(meme) == meme.price
+    # The reserves did move: the swap that sells the bag back trades from them, and the
+    # next included swap prices the pool from where the two left it.
+    pool = engine.pool(14, P_MEME)
+    assert pool is not None
+    assert pool.r1 == 10 * E18 + int(0.2 * E18) + 200 * E18
+    back = Swap(14, 3, T0 + 30, "0xback", P_MEME, BOB, BOB, MEME, WBNB, front_run.amount_out, 0, 9)
+    engine.apply(priced(engine, back))
+    pushed = dict(engine.apply(priced(engine, buy_meme(0.1, T0 + 40, log=10))))
+    assert pushed[tx_topic].ex is False
+    after = pushed[agg_topic]
+    assert after.p == engine.pool_price(pool, meme)
+    assert after.p != before.p
+    assert after.p == pytest.approx(before.p, rel=0.05)

@@ -7,7 +7,7 @@ import math
 from hypothesis import given, strategies as st
 
 from cmcstream.engine.numeric import add_up
-from cmcstream.engine.trades import Tape
+from cmcstream.engine.trades import Tape, run_key
 
 NAN = math.nan
 
@@ -15,13 +15,13 @@ NAN = math.nan
 def test_a_tape_becomes_columns_in_arrival_order() -> None:
     tape = Tape()
     assert tape.take() is None
-    tape.second = 42
+    tape.key = run_key(42_000)
     tape.trades += (True, 10.0, 1.0, "a", 2.0)
     tape.trades += (False, 20.0, 3.0, "b", 5.0)
     tape.trades += (True, 30.0, 4.0, "a", 1.0)
     run = tape.take()
     assert run is not None
-    assert run.ts == 42_000
+    assert (run.ts, run.end) == (42_000, 42_000)
     assert (run.buy_usd, run.buy_amount) == ([10.0, 30.0], [1.0, 4.0])
     assert (run.sell_usd, run.sell_amount) == ([20.0], [3.0])
     assert run.usd == [10.0, 20.0, 30.0]
@@ -29,7 +29,22 @@ def test_a_tape_becomes_columns_in_arrival_order() -> None:
     assert (run.high, run.low) == (5.0, 1.0)
     assert (run.buyers, run.sellers, run.traders) == ({"a"}, {"b"}, {"a", "b"})
     # Taken means empty, and the next trade must start a second again.
-    assert (tape.trades, tape.second, tape.take()) == ([], -1, None)
+    assert (tape.trades, tape.key, tape.take()) == ([], -1, None)
+
+
+def test_a_second_splits_on_its_first_millisecond() -> None:
+    # Candles take [s, s + 1 s), windows (s - 1 s, s]: a run must lie in one of each.
+    keys = [run_key(ts) for ts in (999, 1000, 1001, 1999, 2000)]
+    assert keys == sorted(keys)
+    assert len(set(keys)) == 4
+    for ts in (999, 1000, 1001, 1999, 2000, 2001):
+        tape = Tape()
+        tape.key = run_key(ts)
+        tape.trades += (True, 1.0, 1.0, "a", 1.0)
+        run = tape.take()
+        assert run is not None
+        assert run.ts <= ts < run.ts + 1000
+        assert run.end - 1000 < ts <= run.end
 
 
 def one_by_one_max(start: float, values: list[float]) -> float:
@@ -58,7 +73,7 @@ def same(a: float, b: float) -> bool:
 @given(prices, st.sampled_from([NAN, 0.0, -0.0, 1.0, 2.5]))
 def test_high_and_low_merge_as_one_price_at_a_time(values: list[float], start: float) -> None:
     tape = Tape()
-    tape.second = 0
+    tape.key = 0
     for price in values:
         tape.trades += (True, 1.0, 1.0, "a", price)
     run = tape.take()

@@ -18,16 +18,21 @@ Every number is computed here, from events only:
 - **A swap** is *excluded* (``ex: true``) when it is dust (under
   ``dust_usd``) or its price is an outlier (more than ``outlier_ratio`` away
   from the token's last included price); excluded swaps move reserves, as on
-  chain, but no price, candle or metric.
+  chain, but no price, candle or metric. Prices read from a pool (``p`` and
+  ``ap`` of ``token_agg_event``, ``lu``, the price of a token not traded yet)
+  follow the reserves as of the pool's last included swap or liquidity
+  change, so an excluded swap moves none of them either: it is still pushed
+  (``token_agg_event`` comes on each swap), with the numbers it left alone.
 - **Candles and unique traders** are cut from per-second buckets at interval
   close; an interval without swaps carries the previous close with zero volume
   (so consecutive candles are exactly one interval apart).
-- **Rolling windows** are bucketed counters with exact sliding distinct counts
-  (:mod:`cmcstream.engine.windows`).
-- Candles, trader counts and windows take an included swap a second at a time:
-  each token and pool tapes its trades and folds the second when the next one
-  starts or before it is read (:mod:`cmcstream.engine.trades`); prices,
-  reserves and holders move with every event.
+- **Rolling windows** are exact: every included trade of the trailing length
+  and none older (:mod:`cmcstream.engine.windows`).
+- Candles, trader counts and windows take an included swap a run at a time
+  (a second, split on its first millisecond): each token and pool tapes its
+  trades and folds the run when the next one starts or before it is read
+  (:mod:`cmcstream.engine.trades`); prices, reserves and holders move with
+  every event.
 - **Holders** live in :class:`~cmcstream.engine.holders.HolderBook`.
 
 Only watched identities cost payload work: a push is built only for a topic
@@ -57,7 +62,7 @@ from cmcstream.engine.events import (
 from cmcstream.engine.holders import HolderBook
 from cmcstream.engine.numeric import quotient, scale, units
 from cmcstream.engine.tokens import ReferenceToken, reference_token
-from cmcstream.engine.trades import Tape
+from cmcstream.engine.trades import Tape, run_key
 from cmcstream.engine.units import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
 from cmcstream.engine.windows import RollingWindows, WindowTotals
 from cmcstream.protocol.channels import Subscription, make_topic
@@ -209,6 +214,8 @@ class _Pool:
         "dex",
         "metric_state",
         "metric_topic",
+        "priced0",
+        "priced1",
         "quote",
         "r0",
         "r1",
@@ -229,7 +236,10 @@ class _Pool:
         self.t1 = t1
         self.r0 = 0  # raw reserves
         self.r1 = 0
-        # The reserves in token units, worked out again only when read after a change:
+        # The raw reserves as of the last included swap or liquidity change: an excluded
+        # swap moves the reserves, as on chain, but no price read from the pool.
+        self.priced0 = self.priced1 = 0
+        # ``priced0/1`` in token units, worked out again only when read after a change:
         # a watched token's every swap reads all of its pools' prices and liquidity.
         self.u0 = self.u1 = 0.0
         self.stale = False
@@ -238,7 +248,7 @@ class _Pool:
         self.base_index = 1 if t1.quote_rank > t0.quote_rank else 0
         self.base, self.quote = (t0, t1) if self.base_index == 0 else (t1, t0)
         self.tape = Tape()
-        self.windows = RollingWindows([length for _, length in POOL_WINDOWS])
+        self.windows = RollingWindows([length for _, length in POOL_WINDOWS], prices=False)
         self.metric_topic = make_topic(_POOL_METRIC, ev.chain, ev.pool)
         self.metric_state = _Coalesced(self.metric_topic)
 
@@ -249,9 +259,9 @@ class _Pool:
             self.windows.add(run)
 
     def refresh_units(self) -> None:
-        """``u0``/``u1`` from the raw reserves (call when ``stale``)."""
-        self.u0 = quotient(self.r0, self.t0.scale)
-        self.u1 = quotient(self.r1, self.t1.scale)
+        """``u0``/``u1`` from the priced reserves (call when ``stale``)."""
+        self.u0 = quotient(self.priced0, self.t0.scale)
+        self.u1 = quotient(self.priced1, self.t1.scale)
         self.stale = False
 
 
@@ -341,14 +351,14 @@ class OnchainEngine:
             if other.ref is None and other.price is None:
                 continue  # never recurse through another unpriced token
             price = self.pool_price(pool, token)
-            depth = pool.r1 if token is pool.t0 else pool.r0
+            depth = pool.priced1 if token is pool.t0 else pool.priced0
             if price is not None and (best is None or depth > best[0]):
                 best = (depth, price)
         return best[1] if best is not None else None
 
     def pool_price(self, pool: _Pool, token: _Token) -> float | None:
         """USD price of ``token`` implied by ``pool``'s reserves."""
-        if pool.r0 <= 0 or pool.r1 <= 0:
+        if pool.priced0 <= 0 or pool.priced1 <= 0:
             return None
         other_usd = self.usd(pool.t1 if token is pool.t0 else pool.t0)
         if other_usd is None:
@@ -535,7 +545,6 @@ class OnchainEngine:
             pool.r1 += amount_in
             pool.r0 -= amount_out
             a0, a1 = quotient(amount_out, t0.scale), quotient(amount_in, t1.scale)
-        pool.stale = True
         base_i = pool.base_index
         base, quote = pool.base, pool.quote
         a_base, a_quote = (a0, a1) if base_i == 0 else (a1, a0)
@@ -570,17 +579,19 @@ class OnchainEngine:
             assert base_usd is not None
             assert quote_usd is not None
             base.price = base_usd
-            second = ts // SECOND_MS
+            pool.priced0, pool.priced1 = pool.r0, pool.r1
+            pool.stale = True
+            key = run_key(ts)
             # The base token and the pool tape the trade as the base side sees it, the
             # quote token as its own side: the same five values per entity (trades.FIELDS).
-            if base.tape.second != second:
-                self._new_second(base, second)
+            if base.tape.key != key:
+                self._new_run(base, key)
             base.tape.trades += (bought_base, vu, a_base, trader, base_usd)
-            if quote.tape.second != second:
-                self._new_second(quote, second)
+            if quote.tape.key != key:
+                self._new_run(quote, key)
             quote.tape.trades += (not bought_base, vu, a_quote, trader, quote_usd)
-            if pool.tape.second != second:
-                self._new_second(pool, second)
+            if pool.tape.key != key:
+                self._new_run(pool, key)
             pool.tape.trades += (bought_base, vu, a_base, trader, base_usd)
             base.metric_state.dirty = quote.metric_state.dirty = True
             pool.metric_state.dirty = True
@@ -677,10 +688,10 @@ class OnchainEngine:
                 )
         return out
 
-    def _new_second(self, entity: _Token | _Pool, second: int) -> None:
-        """Fold the trades of the entity's previous second and tape from ``second`` on."""
+    def _new_run(self, entity: _Token | _Pool, key: int) -> None:
+        """Fold the trades of the entity's previous run and tape run ``key``."""
         entity.fold()
-        entity.tape.second = second
+        entity.tape.key = key
         self._unfolded[entity] = None
 
     def _liquidity(self, ev: LiquidityChanged) -> list[Update]:
@@ -688,12 +699,17 @@ class OnchainEngine:
         if pool is None:
             self.unknown += 1
             return []
+        # Liquidity moves the pool's depth at its price: the priced reserves move with it.
         if ev.action == "remove":
             pool.r0 = max(pool.r0 - ev.amount0, 0)
             pool.r1 = max(pool.r1 - ev.amount1, 0)
+            pool.priced0 = max(pool.priced0 - ev.amount0, 0)
+            pool.priced1 = max(pool.priced1 - ev.amount1, 0)
         else:  # add, migrate: liquidity arrives in this pool
             pool.r0 += ev.amount0
             pool.r1 += ev.amount1
+            pool.priced0 += ev.amount0
+            pool.priced1 += ev.amount1
         pool.stale = True
         pool.metric_state.dirty = True
         t0, t1 = pool.t0, pool.t1
@@ -856,8 +872,8 @@ def _token_window(name: str, t: WindowTotals) -> TokenWindow:
         pc = (t.last - t.open) / t.open * 100.0
     return TokenWindow(
         win=name,
-        vu=t.bvu + t.svu,
-        vn=t.bvn + t.svn,
+        vu=t.vu,
+        vn=t.vn,
         pc=pc,
         txs=txs,
         bc=t.bc,

@@ -1,13 +1,14 @@
-"""Included swap legs, taped per second and folded into the reducers a second at a time.
+"""Included swap legs, taped per run and folded into the reducers a run at a time.
 
 An included swap changes the windows, candles and trader counts of its base
 token, its quote token and its pool: folding it into each of them at once would
 cost a call per reducer and window, about fifteen per swap. None of those
-reducers keeps anything finer than a second, though. So a swap only appends its
-values to each entity's :class:`Tape`; when the entity's second changes, or
-before anything of it is read, the tape becomes a :class:`TradeRun` of columns,
-and each reducer takes the run in with a few built-in calls over the columns
-(sums, ``max``/``min``, set algebra) instead of Python code per trade.
+reducers tells apart two trades of the same run, though (a run: the trades of
+one second, see :func:`run_key`). So a swap only appends its values to each
+entity's :class:`Tape`; when the entity's run changes, or before anything of it
+is read, the tape becomes a :class:`TradeRun` of columns, and each reducer takes
+the run in with a few built-in calls over the columns (sums, ``max``/``min``,
+set algebra) instead of Python code per trade.
 
 The folds are exact: :data:`~cmcstream.engine.numeric.add_up` adds left to right
 from the bucket's total just as ``+=`` per trade does, and the highs and lows
@@ -22,18 +23,32 @@ from typing import Any, Final
 
 from cmcstream.engine.units import SECOND_MS
 
-__all__ = ["FIELDS", "Tape", "TradeRun"]
+__all__ = ["FIELDS", "Tape", "TradeRun", "run_key"]
 
 FIELDS: Final = 5
 """Values per trade on a :class:`Tape`."""
 
 
+def run_key(ts: int) -> int:
+    """Which run a trade stamped ``ts`` (epoch ms) belongs to; keys grow with time.
+
+    Candles cut time into seconds ``[s, s + 1 s)``, rolling windows read on whole
+    seconds into ``(s - 1 s, s]``: a trade on a second's first millisecond ends
+    one window second and opens one candle second. So a second splits into two
+    runs, that millisecond's trades (key ``2s``) and the rest (key ``2s + 1``),
+    and every run lies in one second of each kind.
+    """
+    return ts // SECOND_MS + (ts + SECOND_MS - 1) // SECOND_MS
+
+
 class TradeRun:
-    """The trades of one second of one entity, in arrival order, as columns.
+    """The trades of one run of one entity, in arrival order, as columns.
 
     Attributes:
-        ts: the start of the run's second (epoch ms); every reducer's buckets are whole
-            seconds, so any time within the second files a trade in the same bucket.
+        ts: the start of the run's second (epoch ms): its trades are in
+            ``[ts, ts + 1 s)``, where candles and interval counts file them.
+        end: the whole second its trades lie just before or on: they are in
+            ``(end - 1 s, end]``, where rolling windows file them.
         buy_usd: USD value of each buy, in order; ``buy_amount`` their token amounts.
         sell_usd: as ``buy_usd``, for the sells; ``sell_amount`` likewise.
         usd: USD value of every trade, buys and sells, in order.
@@ -46,6 +61,7 @@ class TradeRun:
         "buy_amount",
         "buy_usd",
         "buyers",
+        "end",
         "high",
         "low",
         "prices",
@@ -57,14 +73,15 @@ class TradeRun:
         "usd",
     )
 
-    def __init__(self, ts: int, tape: list[Any]) -> None:
+    def __init__(self, key: int, tape: list[Any]) -> None:
         # The tape is flat, FIELDS values per trade: a stride slice is a column.
         buys: list[bool] = tape[0::FIELDS]
         usd: list[float] = tape[1::FIELDS]
         amounts: list[float] = tape[2::FIELDS]
         traders: list[str] = tape[3::FIELDS]
         sells = [not buy for buy in buys]
-        self.ts = ts
+        self.ts = key // 2 * SECOND_MS
+        self.end = (key + 1) // 2 * SECOND_MS
         self.usd = usd
         self.prices: list[float] = tape[4::FIELDS]
         self.high = max(self.prices)
@@ -92,26 +109,26 @@ class TradeRun:
 
 
 class Tape:
-    """The trades of one entity not folded yet, all from one second.
+    """The trades of one entity not folded yet, all of one run.
 
     Attributes:
-        second: epoch second of the trades on the tape; -1 once it was taken, so
-            the next trade always starts a second.
+        key: :func:`run_key` of the trades on the tape; -1 once it was taken, so
+            the next trade always starts a run.
         trades: the trades, in arrival order, flat: ``buy, usd, amount, trader,
             price`` (amount in token units, price in USD), then the next trade's.
     """
 
-    __slots__ = ("second", "trades")
+    __slots__ = ("key", "trades")
 
     def __init__(self) -> None:
-        self.second = -1
+        self.key = -1
         self.trades: list[Any] = []
 
     def take(self) -> TradeRun | None:
         """The taped trades as a run, emptying the tape; None when there are none."""
-        trades, second = self.trades, self.second
-        self.second = -1
+        trades, key = self.trades, self.key
+        self.key = -1
         if not trades:
             return None
         self.trades = []
-        return TradeRun(second * SECOND_MS, trades)
+        return TradeRun(key, trades)

@@ -1,35 +1,60 @@
-"""Rolling windows folded a second at a time: bucketed counters and exact sliding distinct counts.
+"""Exact rolling windows: every trade of the trailing length, none older.
 
-A window of length ``W`` keeps ``B`` buckets of ``W / B`` in a ring. A run of
-trades (:class:`~cmcstream.engine.trades.TradeRun`, one second of them) adds to
-the current bucket only; a bucket is cleared when time moves past it. Reading a
-window sums its ``B`` buckets: that happens at most about once a second per
-watched identity, so the sums are not kept running. The window covers the
-current bucket and the ``B - 1`` before it: between ``W - W/B`` and ``W``.
+Each run of trades (:class:`~cmcstream.engine.trades.TradeRun`) becomes one
+*slot* of an entity's ledger: the whole second ``end`` its trades lie just
+before or on (they are in ``(end - 1 s, end]``), its buy and sell counts and
+volumes, its price range, and per side how many traders' newest slot it is.
+A window of length ``W`` read at ``now`` holds the slots with
+``end > now - W``. Read on a whole second, as the node does, that is exactly
+the trades stamped in ``(now - W, now]``, to the millisecond; read between two
+seconds, its oldest edge may hold up to one second more.
 
-Distinct traders are exact. Per side (all, buyers, sellers) each window keeps,
-per bucket, how many traders' newest bucket it is; the distinct count is the
-sum over the live buckets, and an evicted bucket takes its traders with it by
-clearing one count. Which bucket is a trader's newest follows, in every window
-at once, from one number: the time the windows had reached when it last traded
-(all windows of one :class:`RollingWindows` move together, so their head
-buckets are that time's). A trader's first trade in a window's bucket moves it
-from its previous bucket to this one; a repeat in the same bucket costs a
-comparison. So a trade costs one lookup per side for all windows: O(1).
+**Lazy.** A slot enters a window's running totals, and leaves them, when the
+window is read. Folding a run costs a few appends whatever the number of
+windows; an entity nobody reads costs nothing more, and one that is read costs
+O(1) amortized per slot and window (each slot enters and leaves each window
+once). The ledger keeps the slots of the longest window, trimmed from the front
+now and then (amortized O(1)); windows still holding a trimmed slot let it go
+first.
 
-:class:`RollingWindows` keeps every window of one token or pool together, so a
-run is transposed once for all of them.
+**Exact sums.** Every finite double is a whole number of ``2**-1074``. A window
+keeps each volume as that integer, adds a slot's when it enters and subtracts
+the same integer when it leaves, and divides once when read (correctly
+rounded). So a window's volume is the correctly rounded sum of its slots'
+volumes (each the left-to-right sum of its trades), with no drift however long
+it rolls, and does not depend on when it was read.
+
+**High and low**: per window, slots whose high no later slot in the window
+beats (a monotonic queue; low likewise): amortized O(1). The first price is the
+oldest slot's first, the last the newest's last.
+
+**Distinct traders**, per side (all, buyers, sellers): each trader's newest
+slot, and per slot how many traders' newest it is. A window's count is the sum
+over its slots, kept running: when a trader trades again, the windows holding
+its previous newest slot give it up. O(1) per trader and window.
 """
 
 from __future__ import annotations
 
+from array import array
+from collections import deque
 from collections.abc import Sequence
+from typing import Final
 
-from cmcstream.engine.numeric import add_up
+from cmcstream.engine.numeric import add_up, quotient
 from cmcstream.engine.trades import TradeRun
 from cmcstream.engine.units import SECOND_MS
 
 __all__ = ["RollingWindows", "WindowTotals"]
+
+_ONE: Final = 1 << 1074
+"""1.0 in exact units: ``2**-1074``, the smallest double, is one."""
+
+
+def _exact(value: float) -> int:
+    """``value`` (finite) in exact units of ``2**-1074``."""
+    numerator, denominator = value.as_integer_ratio()  # denominator = 2**k, k <= 1074
+    return numerator << (1075 - denominator.bit_length())
 
 
 class WindowTotals:
@@ -49,6 +74,8 @@ class WindowTotals:
         "svn",
         "svu",
         "ut",
+        "vn",
+        "vu",
     )
 
     def __init__(self) -> None:
@@ -58,6 +85,8 @@ class WindowTotals:
         self.svu = 0.0
         self.bvn = 0.0
         self.svn = 0.0
+        self.vu = 0.0  # bvu + svu, rounded once
+        self.vn = 0.0
         self.ut = 0
         self.but = 0
         self.sut = 0
@@ -67,207 +96,268 @@ class WindowTotals:
         self.last: float | None = None  # last price in the window
 
 
-# Sides of the distinct counts: index into ``_Window.distinct`` and ``RollingWindows._last``.
+# Sides of the distinct counts.
 _ALL, _BUYERS, _SELLERS = 0, 1, 2
 
 
 class _Window:
-    """One window: buy/sell counts, volumes, unique traders and price range per bucket."""
+    """One window's running totals over the ledger's slots ``[start, done)``."""
 
     __slots__ = (
         "bc",
-        "bucket_ms",
         "bvn",
         "bvu",
-        "distinct",
-        "first",
-        "head",
-        "hi",
-        "last",
+        "highs",
         "length_ms",
-        "lo",
+        "lows",
         "sc",
-        "size",
+        "start",
         "svn",
         "svu",
+        "traders",
     )
 
-    def __init__(self, length_ms: int, buckets: int) -> None:
-        if length_ms % buckets:
-            raise ValueError("the window length must be a whole number of buckets")
-        if length_ms // buckets % SECOND_MS:
-            raise ValueError("a bucket must be a whole number of seconds, as a run is one")
+    def __init__(self, length_ms: int) -> None:
         self.length_ms = length_ms
-        self.size = buckets
-        self.bucket_ms = length_ms // buckets
-        self.head = -1  # bucket index (ts // bucket_ms) of the newest bucket
-        # Per side, per bucket: traders whose newest bucket it is (kept by RollingWindows).
-        self.distinct = [[0] * buckets for _ in range(3)]
-        self._reset()
-
-    def _reset(self) -> None:
-        size = self.size
-        self.bc = [0] * size
-        self.sc = [0] * size
-        self.bvu = [0.0] * size
-        self.svu = [0.0] * size
-        self.bvn = [0.0] * size
-        self.svn = [0.0] * size
-        self.hi: list[float | None] = [None] * size
-        self.lo: list[float | None] = [None] * size
-        self.first: list[float | None] = [None] * size
-        self.last: list[float | None] = [None] * size
-        for counts in self.distinct:
-            counts[:] = [0] * size
-
-    def advance(self, ts: int) -> int:
-        """Move the window's end to ``ts`` (if later), evicting what falls out; the head slot."""
-        index = ts // self.bucket_ms
-        head = self.head
-        size = self.size
-        if index > head:
-            if head < 0 or index - head >= size:
-                self._reset()
-            else:
-                for stale in range(head + 1, index + 1):
-                    self._evict(stale % size)
-            self.head = head = index
-        return head % size
-
-    def _evict(self, slot: int) -> None:
-        self.bc[slot] = self.sc[slot] = 0
-        self.bvu[slot] = self.svu[slot] = self.bvn[slot] = self.svn[slot] = 0.0
-        self.hi[slot] = self.lo[slot] = self.first[slot] = self.last[slot] = None
-        for counts in self.distinct:
-            counts[slot] = 0
-
-    def add(self, run: TradeRun) -> None:
-        """Count a run's trades (not its traders: see :meth:`RollingWindows.add`).
-
-        A run older than the newest bucket counts in the newest bucket.
-        """
-        slot = self.advance(run.ts)
-        if run.buy_usd:
-            self.bc[slot] += len(run.buy_usd)
-            self.bvu[slot] = add_up(run.buy_usd, self.bvu[slot])
-            self.bvn[slot] = add_up(run.buy_amount, self.bvn[slot])
-        if run.sell_usd:
-            self.sc[slot] += len(run.sell_usd)
-            self.svu[slot] = add_up(run.sell_usd, self.svu[slot])
-            self.svn[slot] = add_up(run.sell_amount, self.svn[slot])
-        prices = run.prices
-        hi = self.hi[slot]
-        if hi is None:
-            self.first[slot] = prices[0]
-            self.hi[slot] = run.high
-            self.lo[slot] = run.low
-        else:
-            lo = self.lo[slot]
-            assert lo is not None  # set and cleared with ``hi``
-            self.hi[slot] = run.highest(hi)
-            self.lo[slot] = run.lowest(lo)
-        self.last[slot] = prices[-1]
-
-    def totals(self, now_ms: int) -> WindowTotals:
-        self.advance(now_ms)
-        out = WindowTotals()
-        out.bc, out.sc = sum(self.bc), sum(self.sc)
-        out.bvu, out.svu = sum(self.bvu), sum(self.svu)
-        out.bvn, out.svn = sum(self.bvn), sum(self.svn)
-        out.ut, out.but, out.sut = (sum(counts) for counts in self.distinct)
-        highs = [h for h in self.hi if h is not None]
-        lows = [v for v in self.lo if v is not None]
-        out.h = max(highs) if highs else None
-        out.l = min(lows) if lows else None
-        # Walk the live buckets oldest first for the window's first and last price.
-        size, head = self.size, self.head
-        for index in range(head - size + 1, head + 1):
-            slot = index % size
-            first = self.first[slot]
-            if first is not None:
-                if out.open is None:
-                    out.open = first
-                out.last = self.last[slot]
-        return out
+        self.start = 0  # absolute index of its oldest slot
+        self.bc = 0
+        self.sc = 0
+        self.bvu = 0  # exact units
+        self.svu = 0
+        self.bvn = 0
+        self.svn = 0
+        self.traders = [0, 0, 0]  # per side: traders whose newest slot it holds
+        # Absolute slot indices, oldest first, whose high (low) no later slot beats.
+        self.highs: deque[int] = deque()
+        self.lows: deque[int] = deque()
 
 
 class RollingWindows:
     """Buy/sell counts, volumes, unique traders and price range over several trailing lengths.
 
-    Runs must arrive in time order (an older one is counted in the newest bucket).
+    Runs must arrive in time order: a run older than the newest slot is filed
+    with the newest slot's time.
 
     Args:
-        lengths_ms: the windows' lengths.
-        buckets: how many buckets each is split into (its time resolution).
+        lengths_ms: the windows' lengths, whole seconds.
+        prices: keep the price range and first/last price (pool windows have none).
 
     Raises:
-        ValueError: a length is not a whole number of buckets of whole seconds.
+        ValueError: a length is not a positive whole number of seconds.
     """
 
-    __slots__ = ("_finest_first", "_last", "_longest", "_nested", "_reached", "_windows")
+    __slots__ = (
+        "_base",
+        "_bc",
+        "_bvn",
+        "_bvu",
+        "_done",
+        "_end",
+        "_first",
+        "_hi",
+        "_last",
+        "_last_slot",
+        "_live",
+        "_lo",
+        "_longest_first",
+        "_newest",
+        "_prices",
+        "_read",
+        "_sc",
+        "_svn",
+        "_svu",
+        "_traders",
+        "_trim_at",
+        "_windows",
+    )
 
-    def __init__(self, lengths_ms: Sequence[int], buckets: int = 60) -> None:
-        self._windows = [_Window(length, buckets) for length in lengths_ms]
-        self._longest = max(self._windows, key=lambda w: w.length_ms)
-        self._finest_first = sorted(self._windows, key=lambda w: w.bucket_ms)
-        # When every bucket length divides the next, two times in one bucket are in one
-        # bucket of every coarser window too, so a trader's walk can stop there.
-        self._nested = all(
-            coarse.bucket_ms % fine.bucket_ms == 0
-            for fine, coarse in zip(self._finest_first, self._finest_first[1:], strict=False)
-        )
-        # The latest time any window was moved to: every window's head bucket holds it.
-        self._reached = -1
-        # Per side: each trader's ``_reached`` when it last traded, which names its
-        # newest bucket in every window.
-        self._last: list[dict[str, int]] = [{}, {}, {}]
+    def __init__(self, lengths_ms: Sequence[int], *, prices: bool = True) -> None:
+        for length in lengths_ms:
+            if length <= 0 or length % SECOND_MS:
+                raise ValueError("a window's length must be a whole number of seconds")
+        self._windows = [_Window(length) for length in lengths_ms]
+        self._longest_first = sorted(self._windows, key=lambda w: -w.length_ms)
+        self._prices = prices
+        # The ledger, one entry per slot, columns; slot ``i`` is at ``i - _base``.
+        self._base = 0
+        self._end: array[int] = array("q")
+        self._bc: array[int] = array("i")
+        self._sc: array[int] = array("i")
+        self._bvu: array[float] = array("d")
+        self._svu: array[float] = array("d")
+        self._bvn: array[float] = array("d")
+        self._svn: array[float] = array("d")
+        self._hi: array[float] = array("d")
+        self._lo: array[float] = array("d")
+        self._first: array[float] = array("d")
+        self._last: array[float] = array("d")
+        self._traders: list[array[int]] = [array("i"), array("i"), array("i")]
+        self._done = 0  # slots below it are in every window's totals or out of them
+        self._newest = -1  # the newest slot's end
+        self._read = -1  # the latest time read
+        self._trim_at = 64  # ledger length at which to look for slots to trim
+        # Per side: each trader's newest slot, and how many of them are still in the ledger.
+        self._last_slot: list[dict[str, int]] = [{}, {}, {}]
+        self._live = [0, 0, 0]
+
+    # -- folding ---------------------------------------------------------------------------
 
     def add(self, run: TradeRun) -> None:
-        """Count one second of trades in every window."""
-        for window in self._windows:
-            window.add(run)
-        if run.ts > self._reached:
-            self._reached = run.ts
-        self._join(_ALL, run.traders)
-        if run.buy_usd:
-            self._join(_BUYERS, run.buyers)
-        if run.sell_usd:
-            self._join(_SELLERS, run.sellers)
-        for side in (_ALL, _BUYERS, _SELLERS):
-            self._prune(side)
+        """File one run of trades as the newest slot."""
+        end = run.end
+        if end < self._newest:
+            end = self._newest
+        self._newest = end
+        slot = self._base + len(self._end)
+        self._end.append(end)
+        self._bc.append(len(run.buy_usd))
+        self._sc.append(len(run.sell_usd))
+        self._bvu.append(add_up(run.buy_usd, 0.0))
+        self._svu.append(add_up(run.sell_usd, 0.0))
+        self._bvn.append(add_up(run.buy_amount, 0.0))
+        self._svn.append(add_up(run.sell_amount, 0.0))
+        if self._prices:
+            self._hi.append(run.high)
+            self._lo.append(run.low)
+            self._first.append(run.prices[0])
+            self._last.append(run.prices[-1])
+        self._join(_ALL, run.traders, slot)
+        self._join(_BUYERS, run.buyers, slot)
+        self._join(_SELLERS, run.sellers, slot)
+        if len(self._end) >= self._trim_at:
+            self._trim()
 
-    def _join(self, side: int, traders: set[str]) -> None:
-        """Count ``traders`` in the head bucket of every window, once per bucket."""
-        last, reached = self._last[side], self._reached
-        windows, nested = self._finest_first, self._nested
+    def _join(self, side: int, traders: set[str], slot: int) -> None:
+        """Make ``slot`` the newest of ``traders``, taking them from their previous one."""
+        self._traders[side].append(len(traders))
+        if not traders:
+            return
+        newest, counts = self._last_slot[side], self._traders[side]
+        base, done, joined = self._base, self._done, 0
         for trader in traders:
-            old = last.get(trader)
-            last[trader] = reached
-            if old is None:
-                for w in windows:
-                    w.distinct[side][w.head % w.size] += 1
-            elif old != reached:
-                for w in windows:
-                    head, previous = w.head, old // w.bucket_ms
-                    if previous == head:  # already counted in this bucket
-                        if nested:
-                            break
-                        continue
-                    counts, size = w.distinct[side], w.size
-                    if previous > head - size:  # it moves out of a live bucket
-                        counts[previous % size] -= 1
-                    counts[head % size] += 1
+            old = newest.get(trader)
+            newest[trader] = slot
+            if old is None or old < base:
+                joined += 1
+                continue
+            counts[old - base] -= 1
+            if old < done:  # in the totals of the windows that still hold it
+                for w in self._longest_first:
+                    if w.start > old:
+                        break  # shorter windows start later still
+                    w.traders[side] -= 1
+        self._live[side] += joined
 
-    def _prune(self, side: int) -> None:
-        # Forget traders whose newest bucket left the longest window, once they outnumber
-        # the ones still in it: amortized O(1) per trader, and memory follows the window.
-        last, longest = self._last[side], self._longest
-        if len(last) > 2 * sum(longest.distinct[side]) + 256:
-            bucket_ms, oldest = longest.bucket_ms, longest.head - longest.size
-            self._last[side] = {t: at for t, at in last.items() if at // bucket_ms > oldest}
+    def _trim(self) -> None:
+        """Drop the slots no future read can hold (older than the longest window)."""
+        # A later read is at least as late as the newest trade, which is past newest - 1 s.
+        cut_time = self._newest - SECOND_MS - self._longest_first[0].length_ms
+        ends, base = self._end, self._base
+        dead = 0
+        while dead < len(ends) and ends[dead] <= cut_time:
+            dead += 1
+        if dead >= 64 + len(ends) // 8:
+            cut = base + dead
+            for w in self._windows:
+                self._leave(w, cut)
+            if self._done < cut:
+                self._done = cut
+            for side in (_ALL, _BUYERS, _SELLERS):
+                counts = self._traders[side]
+                live = self._live[side] = self._live[side] - sum(counts[:dead])
+                del counts[:dead]
+                newest = self._last_slot[side]
+                if len(newest) > 2 * live + 256:
+                    # Forget traders whose newest slot left the ledger once they outnumber
+                    # the others: amortized O(1) per trader; memory follows the ledger.
+                    self._last_slot[side] = {t: s for t, s in newest.items() if s >= cut}
+            for column in (self._end, self._bc, self._sc):
+                del column[:dead]
+            for values in (self._bvu, self._svu, self._bvn, self._svn):
+                del values[:dead]
+            if self._prices:
+                for values in (self._hi, self._lo, self._first, self._last):
+                    del values[:dead]
+            self._base = cut
+        self._trim_at = len(self._end) + 64 + len(self._end) // 8
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _leave(self, w: _Window, stop: int) -> None:
+        """Take the window's slots below ``stop`` out of its totals."""
+        base, done = self._base, self._done
+        i = w.start
+        while i < stop and i < done:
+            at = i - base
+            w.bc -= self._bc[at]
+            w.sc -= self._sc[at]
+            w.bvu -= _exact(self._bvu[at])
+            w.svu -= _exact(self._svu[at])
+            w.bvn -= _exact(self._bvn[at])
+            w.svn -= _exact(self._svn[at])
+            for side in (_ALL, _BUYERS, _SELLERS):
+                w.traders[side] -= self._traders[side][at]
+            i += 1
+        if stop > w.start:
+            w.start = stop
+            highs, lows = w.highs, w.lows
+            while highs and highs[0] < stop:
+                highs.popleft()
+            while lows and lows[0] < stop:
+                lows.popleft()
+
+    def _enter(self, w: _Window, slot: int) -> None:
+        at = slot - self._base
+        w.bc += self._bc[at]
+        w.sc += self._sc[at]
+        w.bvu += _exact(self._bvu[at])
+        w.svu += _exact(self._svu[at])
+        w.bvn += _exact(self._bvn[at])
+        w.svn += _exact(self._svn[at])
+        for side in (_ALL, _BUYERS, _SELLERS):
+            w.traders[side] += self._traders[side][at]
+        if self._prices:
+            base, hi, lo = self._base, self._hi, self._lo
+            highs, lows = w.highs, w.lows
+            high, low = hi[at], lo[at]
+            while highs and hi[highs[-1] - base] <= high:
+                highs.pop()
+            highs.append(slot)
+            while lows and lo[lows[-1] - base] >= low:
+                lows.pop()
+            lows.append(slot)
 
     def totals(self, now_ms: int) -> list[WindowTotals]:
-        """Every window ending at ``now_ms`` (not older than the last run), in the given order."""
-        if now_ms > self._reached:
-            self._reached = now_ms
-        return [window.totals(now_ms) for window in self._windows]
+        """Every window ending at ``now_ms`` (an earlier time than read before reads as that)."""
+        if now_ms < self._read:
+            now_ms = self._read
+        self._read = now_ms
+        ends, base, done = self._end, self._base, self._done
+        count = base + len(ends)
+        out: list[WindowTotals] = []
+        for w in self._windows:
+            edge = now_ms - w.length_ms
+            first = w.start
+            while first < count and ends[first - base] <= edge:
+                first += 1
+            self._leave(w, first)
+            for slot in range(max(done, first), count):
+                self._enter(w, slot)
+            out.append(self._read_window(w, count))
+        self._done = count
+        return out
+
+    def _read_window(self, w: _Window, count: int) -> WindowTotals:
+        t = WindowTotals()
+        t.bc, t.sc = w.bc, w.sc
+        t.bvu, t.svu = quotient(w.bvu, _ONE), quotient(w.svu, _ONE)
+        t.bvn, t.svn = quotient(w.bvn, _ONE), quotient(w.svn, _ONE)
+        t.vu, t.vn = quotient(w.bvu + w.svu, _ONE), quotient(w.bvn + w.svn, _ONE)
+        t.ut, t.but, t.sut = w.traders
+        if self._prices and w.start < count:
+            base = self._base
+            t.h = self._hi[w.highs[0] - base]
+            t.l = self._lo[w.lows[0] - base]
+            t.open = self._first[w.start - base]
+            t.last = self._last[count - 1 - base]
+        return t
