@@ -44,6 +44,16 @@ waves that lift all its pools. Who trades depends on the tags:
 * devs: now and then dump part of their bag, which starts a sell-off;
 * bundlers: hold a share of every launch and sell it off over time.
 
+**Arbitrage.** A swap that moves one of a meme's pools away from the others is
+arbitraged by the chain's arbitrage bot: bought in the cheapest pool and sold in
+the dearest in one transaction (two swaps on the tape), until the two prices are
+a round trip's fees apart, and only when the trade earns more than its gas. Most
+gaps close in the swap's own block (a backrun), gaps over 2 % beyond the fees
+always do, the rest a block or two later; the quote coins' market moves are
+caught a few times a minute. So a meme's pools sit within fee-plus-gas bounds of
+each other: about 0.5 % apart, wider only for a block or on thin Ethereum pools,
+where gas outweighs what closing a small gap would earn.
+
 Sells come from wallets that hold the token. Rarer events: liquidity adds and
 removes, plain wallet-to-wallet transfers, deposits from the exchange hot
 wallet when a trader runs short of a quote token or of gas, dust swaps (under
@@ -202,6 +212,11 @@ _KOL_EVERY: Final = 400.0
 _DUMP_EVERY: Final = 800.0
 _FAT_FINGER_EVERY: Final = 1500.0
 _XARB_PER_S: Final = 0.2
+# Cross-pool arbitrage: a swap that opens a gap between a meme's pools is
+# backrun in its own block this often; otherwise a bot closes it a few blocks on.
+_BACKRUN_SAME_BLOCK: Final = 0.85
+_ARB_LAG_BLOCKS: Final = 1.0  # mean extra blocks before a late arbitrage
+_WIDE_GAP: Final = 0.02  # beyond the fees: always backrun in the same block
 _DIP_SHARE: Final = 0.1  # smart-money buys per swap of the meme, while it is in a dip
 _DIP: Final = 0.88  # price under this fraction of the ten-minute average is a dip
 _EMA_S: Final = 600.0
@@ -237,6 +252,7 @@ def _mean_lognormal(median: float, sigma: float) -> float:
 class _Token:
     __slots__ = (
         "address",
+        "arb_due",
         "bal",
         "cmc",
         "creator",
@@ -263,6 +279,7 @@ class _Token:
         self.ema = 0.0  # memes: ten-minute average USD price in the main pool
         self.fair = 0.0  # memes: the USD price the market leans back to; a random walk
         self.rate = 0.0  # memes: expected swaps per second at activity 1.0, all pools
+        self.arb_due = False  # memes: a bot's cross-pool arbitrage is scheduled
 
 
 class _Pool:
@@ -462,7 +479,7 @@ class DexSimulator:
         self._handlers: tuple[Callable[[int, Any], None], ...] = (
             self._when_active(self._organic),
             self._arb,
-            self._xarb,
+            self._xarb_due,
             self._when_active(self._liquidity),
             self._plain_transfer,
             self._kol,
@@ -531,6 +548,15 @@ class DexSimulator:
         ``step`` and these events are the simulator's books.
         """
         return sorted(itertools.chain.from_iterable(ch.out for ch in self._chains), key=_TS)
+
+    def arbitrage_open(self, chain: int, token: str) -> bool:
+        """Whether a meme's pools are apart by more than fees plus gas: a bot would
+        trade them back now. Always false for a token with fewer than two pools.
+
+        Raises:
+            KeyError: when the world has no such token.
+        """
+        return self._arbitrage(self._tokens[(chain, token)]) is not None
 
     def is_active(self, chain: int, pool: str) -> bool:
         """Whether a pool takes trades (created and not migrated away from)."""
@@ -1047,52 +1073,112 @@ class DexSimulator:
             bot = pool.ch.arber
             self._swap(pool.ch, t, pool, zero_in, amount, bot, bot)
 
-    def _xarb(self, t: int, tok: _Token) -> None:
-        """Buy the meme in its cheapest pool and sell it in its dearest, in one transaction.
+    def _backrun(self, t: int, tok: _Token) -> None:
+        """After a swap in one of a meme's pools: a bot arbitrages any gap it opened.
 
-        A backrun after a fat-finger, or a bot closing a gap the flow opened.
+        A wide gap is worth a priority fee and always closes in the swap's own
+        block (a backrun); a narrow one usually does, else a block or two later.
         """
-        pools = tok.pools
-        if len(pools) < 2:
+        if tok.arb_due:
             return
-        prices = [self._meme_usd(p) for p in pools]
-        lo = min(range(len(pools)), key=prices.__getitem__)
-        hi = max(range(len(pools)), key=prices.__getitem__)
-        cheap, dear = pools[lo], pools[hi]
-        p_lo, p_hi = prices[lo], prices[hi]
-        if p_lo <= 0 or log(p_hi / p_lo) < (cheap.fee_bps + dear.fee_bps) / 10_000 + 0.01:
+        gap = self._gap(tok)
+        if gap <= 0.0:
             return
-        # Meme bought from the cheap pool A and sold into the dear pool B so that
-        # their marginal USD prices meet. After moving Δ, pool A prices the meme
-        # at kA·qA/(rmA − Δ)² and B at kB·qB/(rmB + Δ)² (q: USD per raw quote
-        # unit), which are equal at Δ = (b·rmA − a·rmB)/(a + b) with a = √(kA·qA),
-        # b = √(kB·qB). A deep pool barely moves; a thin one does the travelling.
-        rm_a, rq_a = (cheap.r0, cheap.r1) if cheap.meme0 else (cheap.r1, cheap.r0)
-        rm_b, rq_b = (dear.r0, dear.r1) if dear.meme0 else (dear.r1, dear.r0)
-        a = sqrt(float(rm_a) * rq_a * cheap.quote.usd / cheap.quote.scale)
-        b = sqrt(float(rm_b) * rq_b * dear.quote.usd / dear.quote.scale)
-        # Stop short of the exact meeting point: the last bit does not pay the fees.
-        delta = int(0.9 * (b * rm_a - a * rm_b) / (a + b))
-        if delta <= 0 or delta >= rm_a:
+        if gap > _WIDE_GAP or self._random() < _BACKRUN_SAME_BLOCK:
+            self._xarb(t, tok)
             return
-        # Quote to pay for ``delta`` (Uniswap's getAmountIn, rounded up).
-        pay = rq_a * delta * 10_000 // ((rm_a - delta) * cheap.fee) + 1
+        tok.arb_due = True
+        ch = tok.pools[0].ch
+        lag = ch.block_ms * (1.0 - _ARB_LAG_BLOCKS * log(1.0 - self._random()))
+        self._schedule(t + int(lag), _XARB, tok)
+
+    def _gap(self, tok: _Token) -> float:
+        """How far a meme's dearest pool is above its cheapest, beyond their two
+        fees (a fraction of the cheaper price; 0.0 within the fees)."""
+        lo = hi = 0.0
+        fees = 0
+        for pool in tok.pools:
+            price = self._meme_usd(pool)
+            if lo == 0.0 or price < lo:
+                lo = price
+            if price > hi:
+                hi = price
+            fees += pool.fee_bps
+        if lo <= 0.0:
+            return 0.0
+        return max(0.0, hi / lo - 1.0 - fees / 10_000)
+
+    def _xarb_due(self, t: int, tok: _Token) -> None:
+        tok.arb_due = False
+        self._xarb(t, tok)
+
+    def _xarb(self, t: int, tok: _Token) -> None:
+        """Buy the meme in its cheapest pool and sell it in its dearest, in one transaction."""
+        plan = self._arbitrage(tok)
+        if plan is None:
+            return
+        cheap, dear, pay, got, sell, back = plan
         ch = cheap.ch
         bot = ch.arber
         quote = cheap.quote
         if quote.bal.get(bot, 0) < pay:
             self._fund(ch, t, quote, bot, pay - quote.bal.get(bot, 0))
         self._ensure_native(ch, t, bot)
-        zero_a = not cheap.meme0
-        got = amount_out(pay, rq_a, rm_a, cheap.fee_bps)
         tx = self._begin(ch, t)
-        self._leg(ch, tx, cheap, zero_a, pay, got, bot, bot)
-        sell = min(got, delta)
-        rm_b, rq_b = (dear.r0, dear.r1) if dear.meme0 else (dear.r1, dear.r0)
-        back = amount_out(sell, rm_b, rq_b, dear.fee_bps)
-        if back > 0:
-            self._leg(ch, tx, dear, dear.meme0, sell, back, bot, bot)
+        self._leg(ch, tx, cheap, not cheap.meme0, pay, got, bot, bot)
+        self._leg(ch, tx, dear, dear.meme0, sell, back, bot, bot)
         self._gas(ch, bot)
+
+    def _arbitrage(self, tok: _Token) -> tuple[_Pool, _Pool, int, int, int, int] | None:
+        """The cross-pool arbitrage a meme's pools offer now, or ``None``.
+
+        The bot buys in the cheapest pool and sells in the dearest until the
+        two marginal prices are one round trip's fees apart, where the last
+        unit no longer pays, and trades only when the whole earns more than a
+        transaction's median gas: pools stay within fee-plus-gas bounds.
+
+        Returns:
+            ``(cheap, dear, pay, got, sell, back)``: quote paid into the cheap
+            pool for ``got`` of the meme, ``sell`` of it sold into the dear
+            pool for ``back`` of its quote (raw amounts).
+        """
+        pools = tok.pools
+        if len(pools) < 2:
+            return None
+        prices = [self._meme_usd(p) for p in pools]
+        lo = min(range(len(pools)), key=prices.__getitem__)
+        hi = max(range(len(pools)), key=prices.__getitem__)
+        cheap, dear = pools[lo], pools[hi]
+        p_lo, p_hi = prices[lo], prices[hi]
+        # A unit bought in A and sold in B nets p_B·(1 − f_B)·(1 − f_A) − p_A.
+        keep = cheap.fee * dear.fee / 1e8
+        if p_lo <= 0 or p_hi * keep <= p_lo:
+            return None
+        # After moving Δ of the meme, pool A prices it at kA·qA/(rmA − Δ)² and
+        # B at kB·qB/(rmB + Δ)² (q: USD per raw quote unit). With a = √(kA·qA),
+        # b = √(kB·qB) and s = √(1/keep), B is 1/keep times A where
+        # b/(rmB + Δ) = s·a/(rmA − Δ): at Δ = (b·rmA − s·a·rmB)/(b + s·a). A deep
+        # pool barely moves; a thin one does the travelling.
+        rm_a, rq_a = (cheap.r0, cheap.r1) if cheap.meme0 else (cheap.r1, cheap.r0)
+        rm_b, rq_b = (dear.r0, dear.r1) if dear.meme0 else (dear.r1, dear.r0)
+        qa, qb = cheap.quote, dear.quote
+        a = sqrt(float(rm_a) * rq_a * qa.usd / qa.scale)
+        b = sqrt(float(rm_b) * rq_b * qb.usd / qb.scale)
+        sa = a / sqrt(keep)
+        delta = int((b * rm_a - sa * rm_b) / (b + sa))
+        if delta <= 0 or delta >= rm_a:
+            return None
+        # Quote to pay for ``delta`` (Uniswap's getAmountIn, rounded up).
+        pay = rq_a * delta * 10_000 // ((rm_a - delta) * cheap.fee) + 1
+        got = amount_out(pay, rq_a, rm_a, cheap.fee_bps)
+        sell = min(got, delta)
+        back = amount_out(sell, rm_b, rq_b, dear.fee_bps)
+        ch = cheap.ch
+        gas_usd = _GAS.get(ch.id, (1e12, 0.8))[0] / ch.native_scale * self._native_usd[ch.id]
+        profit = back / qb.scale * qb.usd - pay / qa.scale * qa.usd
+        if back <= 0 or profit <= gas_usd:
+            return None
+        return (cheap, dear, pay, got, sell, back)
 
     def _kol(self, t: int, tok: _Token) -> None:
         """A KOL buys and calls the meme: a burst of mostly buys follows."""
@@ -1374,6 +1460,9 @@ class DexSimulator:
             emit(Swap(c, blk, ts, tx, pa, sender, trader, ain, aout, amount_in, out, i + 2, None))
         emit(NativeBalanceChanged(c, blk, ts, sender, left))
         self.swaps += 1
+        meme = pool.meme
+        if meme is not None and len(meme.pools) > 1:
+            self._backrun(t, meme)
         return out
 
     def _leg(
