@@ -46,6 +46,7 @@ from cmcstream.server.writer import FlushScheduler
 from cmcstream.sources.simulator.dex import DexSimulator
 from cmcstream.sources.simulator.dex_world import DexWorld
 from cmcstream.sources.simulator.market import MarketSimulator
+from cmcstream.sources.simulator.reference_prices import ReferencePrices
 from cmcstream.sources.simulator.universe import Universe
 from cmcstream.version import __version__
 
@@ -121,10 +122,14 @@ class Node:
         # the same market whatever the machine took to get here.
         now_ms = self.clock.now_ms()
         self.origin_ms = now_ms - now_ms % self.config.fast_cadence_ms
+        past = ReferencePrices(token.cmc_id for token in REFERENCE_TOKENS)
         for event in self.simulator.backfill(self.origin_ms):
+            past.observe(event)
             self.engine.apply(event)
-        for dex_event in self.dex.genesis(self.origin_ms, self._reference_prices(self.origin_ms)):
-            self.onchain.apply(dex_event)
+        # A week of DEX history, priced as the market was then: every window is full.
+        for quotes, dex_events in self.dex.warm_up(self.origin_ms, past.at):
+            self._quotes = dict(quotes)
+            self.onchain.apply_many(dex_events)
         if self.config.tune_gc:
             heap.settle()
         self._server = await serve(

@@ -104,10 +104,24 @@ from cmcstream.sources.simulator.dex_world import (
     TokenInfo,
 )
 
-__all__ = ["CHAIN_CLOCKS", "DEFAULT_PRICES", "TICK_MS", "DexSimulator", "amount_out"]
+__all__ = ["CHAIN_CLOCKS", "DEFAULT_PRICES", "TICK_MS", "WARM_UP", "DexSimulator", "amount_out"]
 
 TICK_MS: Final = 1_000
 """Length of a simulation tick, in ms: arrivals are drawn per tick on a fixed grid."""
+
+_MINUTE: Final = 60_000
+_HOUR: Final = 60 * _MINUTE
+WARM_UP: Final[tuple[tuple[int, int, float, float], ...]] = (
+    (7 * 24 * _HOUR, 300_000, 2048.0, 8.0),
+    (24 * _HOUR, 60_000, 128.0, 4.0),
+    (4 * _HOUR, 10_000, 16.0, 2.0),
+    (10 * _MINUTE, 1_000, 1.0, 1.0),
+)
+"""The history :meth:`DexSimulator.warm_up` plays before the start, oldest first: how
+long before the start each stretch begins (it runs to the next one, the last to
+the start), its tick in ms, how many times fewer trades it has (every flow and
+lifecycle rate divided by it), and how many times larger they are (within the
+usual caps on a pool's reserves)."""
 
 DEFAULT_PRICES: Final[Mapping[int, float]] = {
     825: 1.0,
@@ -197,6 +211,9 @@ _BACKRUN: Final = 0.001  # of the reserve in: a major trade this big gets backru
 _FULL_DEPTH_USD: Final = 200_000.0  # meme pools this deep get full-size trades
 _REVERT: Final = 0.2  # pull of the buy probability per unit of log(price / fair value)
 _FAIR_SIGMA: Final = 0.25  # of a meme's log fair value, per square-root hour
+# ...pulled back toward its launch value over about a day, so a week of history
+# leaves a meme within a few times of where it was launched.
+_FAIR_PULL_S: Final = 86_400.0
 
 # Bursts: per-pool arrivals per second, median size (excess rate, multiples of
 # the base rate), and decay time in s; chain-wide waves the same.
@@ -252,6 +269,7 @@ def _mean_lognormal(median: float, sigma: float) -> float:
 class _Token:
     __slots__ = (
         "address",
+        "anchor",
         "arb_due",
         "bal",
         "cmc",
@@ -280,6 +298,7 @@ class _Token:
         self.fair = 0.0  # memes: the USD price the market leans back to; a random walk
         self.rate = 0.0  # memes: expected swaps per second at activity 1.0, all pools
         self.arb_due = False  # memes: a bot's cross-pool arbitrage is scheduled
+        self.anchor = 0.0  # memes: the launch price, where ``fair`` leans back to
 
 
 class _Pool:
@@ -506,6 +525,9 @@ class DexSimulator:
         self._gen = None
         self._last = 0
         self._tick_end = 0  # end of the tick being executed (ms)
+        self._tick_ms = TICK_MS
+        self._thin = 1.0  # trades are this many times fewer...
+        self._grow = 1.0  # ...and this many times larger
         self.swaps = 0
 
     # -- public state ------------------------------------------------------------------------
@@ -601,6 +623,10 @@ class DexSimulator:
         Returns:
             The events, all computed before the first is returned.
         """
+        return iter(self._genesis(now_ms, prices, now_ms))
+
+    def _genesis(self, now_ms: int, prices: Mapping[int, float], live_ms: int) -> list[DexEvent]:
+        """:meth:`genesis`, with the migrations due ``after_ms`` from ``live_ms``."""
         self._reset()
         self._tick_end = now_ms
         self._set_prices(prices)
@@ -666,19 +692,69 @@ class DexSimulator:
             for tok in ch.memes:
                 self._distribute(ch, tok)
                 if tok.pools:
-                    tok.ema = tok.fair = self._meme_usd(tok.pools[0])
+                    tok.ema = tok.fair = tok.anchor = self._meme_usd(tok.pools[0])
         # Fresh memes draw snipers in their first seconds; migrations come on schedule.
         for ch in chains:
             for tok in ch.memes:
                 if tok.info.fresh and tok.pools:
                     self._schedule_snipers(tok.pools[0], now_ms)
         for i, m in enumerate(world.migrations):
-            self._schedule(now_ms + m.after_ms, _MIGRATE, i)
+            self._schedule(live_ms + m.after_ms, _MIGRATE, i)
         for ch in chains:
             ch.out = []
         self._gen = now_ms
         self._last = now_ms
-        return iter(out)
+        return out
+
+    def warm_up(
+        self, start_ms: int, prices_at: Callable[[int], Mapping[int, float]]
+    ) -> Iterator[tuple[Mapping[int, float], list[DexEvent]]]:
+        """The world's genesis a week before ``start_ms`` and its trading up to it.
+
+        Every rolling window (up to a pool's seven days), holder and position
+        is then full at ``start_ms``, from the same events a chain would have
+        shown. To keep this quick, older history is thinned (:data:`WARM_UP`):
+        the last 10 minutes trade at the full rate; back to four hours one
+        trade in 16, twice the size; back to a day one in 128, four times the
+        size; back to a week one in 2,048, eight times the size. Older windows
+        so carry fewer trades and less volume per hour than the live stream
+        (an eighth, a 32nd, a 256th), with prices that move as much. Arbitrage
+        runs throughout. The week starts at the first minute at or before
+        ``start_ms`` − 7 d, when every token is listed and every pool created
+        (snipers buy the fresh meme then); migrations still come ``after_ms``
+        after ``start_ms``. The next :meth:`step` continues from ``start_ms``.
+
+        Args:
+            start_ms: when the history ends and live trading begins (epoch ms).
+            prices_at: the market's USD prices by CoinMarketCap id at a time
+                (see :meth:`step`); read once per batch.
+
+        Returns:
+            Batches in time order, each the prices it was generated at and its
+            events; the first batch is the genesis. A batch is computed when
+            it is asked for.
+        """
+        begin = start_ms - WARM_UP[0][0]
+        begin -= begin % _MINUTE
+        prices = prices_at(begin)
+        yield prices, self._genesis(begin, prices, start_ms)
+        try:
+            for i, (_, tick_ms, thin, grow) in enumerate(WARM_UP):
+                self._tick_ms, self._thin, self._grow = tick_ms, thin, grow
+                end = start_ms - WARM_UP[i + 1][0] if i + 1 < len(WARM_UP) else start_ms
+                end -= end % tick_ms
+                batch_ms = 5 * tick_ms
+                t = self._last
+                while t < end:
+                    t = min(t + batch_ms - t % batch_ms, end)
+                    prices = prices_at(t)
+                    yield prices, list(self.step(t, prices))
+            if self._last < start_ms:
+                prices = prices_at(start_ms)
+                self._tick_ms, self._thin, self._grow = TICK_MS, 1.0, 1.0
+                yield prices, list(self.step(start_ms, prices))
+        finally:
+            self._tick_ms, self._thin, self._grow = TICK_MS, 1.0, 1.0
 
     def _mint_quotes(self, ch: _Chain) -> None:
         rng = self._rng
@@ -823,7 +899,7 @@ class DexSimulator:
             return iter(())
         self._set_prices(prices)
         while gen < now_ms:
-            hi = (gen // TICK_MS + 1) * TICK_MS
+            hi = (gen // self._tick_ms + 1) * self._tick_ms
             self._tick_end = hi
             self._tick(gen, hi)
             gen = hi
@@ -851,7 +927,7 @@ class DexSimulator:
         """Draw the arrivals of ``(lo, hi]`` and execute them in time order."""
         rnd = self._random
         gauss = self._gauss
-        act = self._activity
+        act = self._activity / self._thin
         dt = hi - lo
         dts = dt / 1000.0
         keys: list[int] = []
@@ -868,6 +944,7 @@ class DexSimulator:
             acts.append((kind, arg))
         bias_keep = exp(-dts / _BIAS_DECAY_S)
         fair_step = _FAIR_SIGMA * sqrt(dts / 3600.0)
+        fair_pull = min(1.0, dts / _FAIR_PULL_S)
         for ch in self._chains:
             ch.wave *= exp(-dts / _WAVE[2])
             if rnd() < _WAVE[0] * dts:
@@ -900,9 +977,11 @@ class DexSimulator:
                     continue
                 main = pools[0]
                 price = self._meme_usd(main)
-                tok.fair *= exp(fair_step * gauss(0.0, 1.0))
+                tok.fair *= exp(
+                    fair_step * gauss(0.0, 1.0) - fair_pull * log(tok.fair / tok.anchor)
+                )
                 tok.ema += (price - tok.ema) * min(1.0, dts / _EMA_S)
-                rate = tok.rate * dts
+                rate = tok.rate * dts / self._thin  # KOL calls and dumps are trades too
                 if rnd() < rate / _KOL_EVERY:
                     at(_KOL, tok)
                 if rnd() < rate / _DUMP_EVERY:
@@ -962,6 +1041,7 @@ class DexSimulator:
     def _size(self, cls: int, table: tuple[tuple[float, float], ...], mult: float) -> float:
         """A trade size in USD for class ``cls``."""
         median, sigma = table[cls]
+        mult *= self._grow
         if cls == WHALE:
             return float(median * mult * (1.0 - self._random()) ** (-1.0 / _WHALE_ALPHA))
         return median * mult * exp(sigma * self._normals[self._bits(14)])
@@ -1025,7 +1105,13 @@ class DexSimulator:
             # People trade less in a thin pool than in a deep one.
             depth = 2.0 * rq / quote.scale * quote.usd
             mult = ch.size_mult * sqrt(min(1.0, depth / _FULL_DEPTH_USD))
-            seller = self._holder(meme, ch) if rnd() >= buy_p else None
+            seller = None
+            if rnd() >= buy_p:
+                # A sell, when a holder is found: selling pressure does not turn
+                # into buying when the holders have run short.
+                seller = self._holder(meme, ch)
+                if seller is None:
+                    return
             if seller is None:
                 # A buy, paid in the pool's quote token.
                 cls = BOT if dust else self._class(self._meme_buy)
