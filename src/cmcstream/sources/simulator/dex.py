@@ -408,10 +408,15 @@ class _Chain:
         self.wallets: list[str] = []
         self.by_class: list[list[str]] = [[] for _ in range(9)]
         self.cls_of: dict[str, int] = {}
+        # A creator trades as a dev whether or not its listing names it.
+        creators = {t.creator for t in world.memes(chain)}
         for w in world.wallets_on(chain):
             cls = RETAIL
             if w.address == self.exchange:
                 cls = EXCHANGE
+            elif w.address in creators:
+                cls = DEV
+                self.wallets.append(w.address)
             else:
                 for tag, c in _CLASS_OF_TAG:
                     if tag in w.tags:
@@ -646,8 +651,8 @@ class DexSimulator:
                     token.symbol,
                     token.name,
                     token.decimals,
-                    token.total_supply,
-                    token.creator,
+                    token.listed_supply,
+                    token.listed_creator,
                     ch.ts,
                 )
             )
