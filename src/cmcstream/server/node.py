@@ -126,10 +126,15 @@ class Node:
         for event in self.simulator.backfill(self.origin_ms):
             past.observe(event)
             self.engine.apply(event)
-        # A week of DEX history, priced as the market was then: every window is full.
-        for quotes, dex_events in self.dex.warm_up(self.origin_ms, past.at):
-            self._quotes = dict(quotes)
-            self.onchain.apply_many(dex_events)
+        if self.config.dex_warm_up:
+            # A week of DEX history, priced as the market was then: every window is full.
+            for quotes, dex_events in self.dex.warm_up(self.origin_ms, past.at):
+                self._quotes = dict(quotes)
+                self.onchain.apply_many(dex_events)
+        else:
+            self.onchain.apply_many(
+                self.dex.genesis(self.origin_ms, self._reference_prices(self.origin_ms))
+            )
         if self.config.tune_gc:
             heap.settle()
         self._server = await serve(
