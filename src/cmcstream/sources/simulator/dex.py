@@ -724,7 +724,8 @@ class DexSimulator:
         size; back to a week one in 2,048, eight times the size. Older windows
         so carry fewer trades and less volume per hour than the live stream
         (an eighth, a 32nd, a 256th), with prices that move as much. Arbitrage
-        runs throughout. The week starts at the first minute at or before
+        runs throughout. With ``activity`` above 1 the history is thinned that
+        many times more, so it costs the same. The week starts at the first minute at or before
         ``start_ms`` − 7 d, when every token is listed and every pool created
         (snipers buy the fresh meme then); migrations still come ``after_ms``
         after ``start_ms``. The next :meth:`step` continues from ``start_ms``.
@@ -745,7 +746,10 @@ class DexSimulator:
         yield prices, self._genesis(begin, prices, start_ms)
         try:
             for i, (_, tick_ms, thin, grow) in enumerate(WARM_UP):
-                self._tick_ms, self._thin, self._grow = tick_ms, thin, grow
+                # A storm's warm-up costs what a quiet world's does: its history
+                # trades at most at the rate of ``activity`` 1.
+                self._tick_ms, self._grow = tick_ms, grow
+                self._thin = thin * max(1.0, self._activity)
                 end = start_ms - WARM_UP[i + 1][0] if i + 1 < len(WARM_UP) else start_ms
                 end -= end % tick_ms
                 batch_ms = 5 * tick_ms
