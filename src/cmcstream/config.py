@@ -54,6 +54,8 @@ class ServerConfig:
         metric_period_ms: at most one token/pool/holders metric push per
             identity per this period (simulated ms).
         dex_activity: multiplies the DEX world's trading rates.
+        dex_warm_up: play a week of DEX history before the start, so every
+            on-chain window is full at once (a few seconds of start-up).
         ping_interval_ms: ``ping_interval_ms`` announced in ``welcome``.
         idle_timeout_s: close with 1001 after this long with neither a client
             frame nor a push (wall seconds).
@@ -94,6 +96,7 @@ class ServerConfig:
     onchain_step_ms: int = 1000
     metric_period_ms: int = 1000
     dex_activity: float = 1.0
+    dex_warm_up: bool = True
     ping_interval_ms: int = 10_000
     idle_timeout_s: float = 60.0
     max_frame_bytes: int = 64 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cmcstream import heap
@@ -13,8 +13,10 @@ from cmcstream.bus.base import Bus
 from cmcstream.clock import Clock, SimClock, SystemClock
 from cmcstream.config import ServerConfig
 from cmcstream.engine import build as engine_build
+from cmcstream.engine.events import DexEvent
 from cmcstream.engine.market import MarketEngine
 from cmcstream.engine.onchain import OnchainEngine
+from cmcstream.engine.tokens import REFERENCE_TOKENS
 from cmcstream.feed.market import MARKET_CHANNEL, MarketFeed
 from cmcstream.feed.onchain import OnchainFeed
 from cmcstream.feed.publisher import Publisher
@@ -22,6 +24,7 @@ from cmcstream.protocol.channels import ChannelRegistry
 from cmcstream.sources.simulator.dex import DexSimulator
 from cmcstream.sources.simulator.dex_world import DexWorld
 from cmcstream.sources.simulator.market import MarketSimulator
+from cmcstream.sources.simulator.reference_prices import ReferencePrices
 from cmcstream.sources.simulator.universe import Universe
 
 __all__ = ["Feed"]
@@ -92,8 +95,19 @@ class Feed:
         # the same market whatever the machine took to get here.
         now_ms = self.clock.now_ms()
         self.origin_ms = now_ms - now_ms % self.config.fast_cadence_ms
-        self.market.backfill(self.origin_ms)
-        self.onchain.backfill(self.origin_ms, self._reference_prices(self.origin_ms))
+        past = ReferencePrices(token.cmc_id for token in REFERENCE_TOKENS)
+        self.market.backfill(self.origin_ms, past.observe)
+        if self.config.dex_warm_up:
+            # A week of DEX history, priced as the market was then: every window is full.
+            batches: Iterable[tuple[Mapping[int, float], Iterable[DexEvent]]] = self.dex.warm_up(
+                self.origin_ms, past.at
+            )
+        else:
+            prices = self._reference_prices(self.origin_ms)
+            batches = [(prices, self.dex.backfill(self.origin_ms, prices))]
+        for quotes, events in batches:
+            self._prices = dict(quotes)
+            self.onchain.engine.apply_many(events)
         if self.config.tune_gc:
             heap.settle()
         self.bus.set_interest(self._watch, self._unwatch)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from cmcstream.engine.events import MarketEvent
@@ -36,8 +36,11 @@ class MarketFeed:
     def unwatch(self, sub: Subscription) -> None:
         self._topics.pop(int(sub.params["crypto_ids"]), None)
 
-    def backfill(self, until_ms: int) -> None:
+    def backfill(self, until_ms: int, observe: Callable[[MarketEvent], None] | None = None) -> None:
+        """Fold the source's history into the engine, showing each event to ``observe``."""
         for event in self.source.backfill(until_ms, {}):
+            if observe is not None:
+                observe(event)
             self.engine.apply(event)
 
     def tick(self, tick_ms: int, now_ms: int) -> int:

@@ -39,9 +39,6 @@ class OnchainFeed:
     def unwatch(self, sub: Subscription) -> None:
         self.engine.unwatch(sub)
 
-    def backfill(self, until_ms: int, prices: Mapping[int, float]) -> None:
-        self.engine.apply_many(self.source.backfill(until_ms, prices))
-
     def step(self, step_ms: int, prices: Mapping[int, float]) -> int:
         """Advance the source to ``step_ms`` and publish the pushes; returns how many."""
         engine, publisher = self.engine, self._publisher

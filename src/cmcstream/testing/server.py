@@ -52,12 +52,14 @@ async def running_server(
     """Start a server on ``127.0.0.1:0``; shut it down gracefully on exit.
 
     Args:
-        config: base configuration (defaults suit tests: a 600-asset market).
+        config: base configuration (defaults suit tests: a 600-asset market,
+            no DEX warm-up).
         store: a key store; defaults to a fresh in-memory one.
         overrides: :class:`ServerConfig` fields to replace (``port`` included;
             the host is always 127.0.0.1).
     """
-    base = config or ServerConfig(universe_size=600)
+    # No DEX warm-up by default: tests start servers by the hundred.
+    base = config or ServerConfig(universe_size=600, dex_warm_up=False)
     # A port may be given to start again where a stopped server listened.
     config = dataclasses.replace(base, **{"host": "127.0.0.1", "port": 0, **overrides})
     own_store = store is None

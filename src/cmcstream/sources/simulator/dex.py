@@ -44,6 +44,16 @@ waves that lift all its pools. Who trades depends on the tags:
 * devs: now and then dump part of their bag, which starts a sell-off;
 * bundlers: hold a share of every launch and sell it off over time.
 
+**Arbitrage.** A swap that moves one of a meme's pools away from the others is
+arbitraged by the chain's arbitrage bot: bought in the cheapest pool and sold in
+the dearest in one transaction (two swaps on the tape), until the two prices are
+a round trip's fees apart, and only when the trade earns more than its gas. Most
+gaps close in the swap's own block (a backrun), gaps over 2 % beyond the fees
+always do, the rest a block or two later; the quote coins' market moves are
+caught a few times a minute. So a meme's pools sit within fee-plus-gas bounds of
+each other: about 0.5 % apart, wider only for a block or on thin Ethereum pools,
+where gas outweighs what closing a small gap would earn.
+
 Sells come from wallets that hold the token. Rarer events: liquidity adds and
 removes, plain wallet-to-wallet transfers, deposits from the exchange hot
 wallet when a trader runs short of a quote token or of gas, dust swaps (under
@@ -94,10 +104,24 @@ from cmcstream.sources.simulator.dex_world import (
     TokenInfo,
 )
 
-__all__ = ["CHAIN_CLOCKS", "DEFAULT_PRICES", "TICK_MS", "DexSimulator", "amount_out"]
+__all__ = ["CHAIN_CLOCKS", "DEFAULT_PRICES", "TICK_MS", "WARM_UP", "DexSimulator", "amount_out"]
 
 TICK_MS: Final = 1_000
 """Length of a simulation tick, in ms: arrivals are drawn per tick on a fixed grid."""
+
+_MINUTE: Final = 60_000
+_HOUR: Final = 60 * _MINUTE
+WARM_UP: Final[tuple[tuple[int, int, float, float], ...]] = (
+    (7 * 24 * _HOUR, 300_000, 2048.0, 8.0),
+    (24 * _HOUR, 60_000, 128.0, 4.0),
+    (4 * _HOUR, 10_000, 16.0, 2.0),
+    (10 * _MINUTE, 1_000, 1.0, 1.0),
+)
+"""The history :meth:`DexSimulator.warm_up` plays before the start, oldest first: how
+long before the start each stretch begins (it runs to the next one, the last to
+the start), its tick in ms, how many times fewer trades it has (every flow and
+lifecycle rate divided by it), and how many times larger they are (within the
+usual caps on a pool's reserves)."""
 
 DEFAULT_PRICES: Final[Mapping[int, float]] = {
     825: 1.0,
@@ -187,6 +211,9 @@ _BACKRUN: Final = 0.001  # of the reserve in: a major trade this big gets backru
 _FULL_DEPTH_USD: Final = 200_000.0  # meme pools this deep get full-size trades
 _REVERT: Final = 0.2  # pull of the buy probability per unit of log(price / fair value)
 _FAIR_SIGMA: Final = 0.25  # of a meme's log fair value, per square-root hour
+# ...pulled back toward its launch value over about a day, so a week of history
+# leaves a meme within a few times of where it was launched.
+_FAIR_PULL_S: Final = 86_400.0
 
 # Bursts: per-pool arrivals per second, median size (excess rate, multiples of
 # the base rate), and decay time in s; chain-wide waves the same.
@@ -202,6 +229,11 @@ _KOL_EVERY: Final = 400.0
 _DUMP_EVERY: Final = 800.0
 _FAT_FINGER_EVERY: Final = 1500.0
 _XARB_PER_S: Final = 0.2
+# Cross-pool arbitrage: a swap that opens a gap between a meme's pools is
+# backrun in its own block this often; otherwise a bot closes it a few blocks on.
+_BACKRUN_SAME_BLOCK: Final = 0.85
+_ARB_LAG_BLOCKS: Final = 1.0  # mean extra blocks before a late arbitrage
+_WIDE_GAP: Final = 0.02  # beyond the fees: always backrun in the same block
 _DIP_SHARE: Final = 0.1  # smart-money buys per swap of the meme, while it is in a dip
 _DIP: Final = 0.88  # price under this fraction of the ten-minute average is a dip
 _EMA_S: Final = 600.0
@@ -237,6 +269,8 @@ def _mean_lognormal(median: float, sigma: float) -> float:
 class _Token:
     __slots__ = (
         "address",
+        "anchor",
+        "arb_due",
         "bal",
         "cmc",
         "creator",
@@ -263,6 +297,8 @@ class _Token:
         self.ema = 0.0  # memes: ten-minute average USD price in the main pool
         self.fair = 0.0  # memes: the USD price the market leans back to; a random walk
         self.rate = 0.0  # memes: expected swaps per second at activity 1.0, all pools
+        self.arb_due = False  # memes: a bot's cross-pool arbitrage is scheduled
+        self.anchor = 0.0  # memes: the launch price, where ``fair`` leans back to
 
 
 class _Pool:
@@ -372,10 +408,15 @@ class _Chain:
         self.wallets: list[str] = []
         self.by_class: list[list[str]] = [[] for _ in range(9)]
         self.cls_of: dict[str, int] = {}
+        # A creator trades as a dev whether or not its listing names it.
+        creators = {t.creator for t in world.memes(chain)}
         for w in world.wallets_on(chain):
             cls = RETAIL
             if w.address == self.exchange:
                 cls = EXCHANGE
+            elif w.address in creators:
+                cls = DEV
+                self.wallets.append(w.address)
             else:
                 for tag, c in _CLASS_OF_TAG:
                     if tag in w.tags:
@@ -462,7 +503,7 @@ class DexSimulator:
         self._handlers: tuple[Callable[[int, Any], None], ...] = (
             self._when_active(self._organic),
             self._arb,
-            self._xarb,
+            self._xarb_due,
             self._when_active(self._liquidity),
             self._plain_transfer,
             self._kol,
@@ -489,6 +530,9 @@ class DexSimulator:
         self._gen = None
         self._last = 0
         self._tick_end = 0  # end of the tick being executed (ms)
+        self._tick_ms = TICK_MS
+        self._thin = 1.0  # trades are this many times fewer...
+        self._grow = 1.0  # ...and this many times larger
         self.swaps = 0
 
     # -- public state ------------------------------------------------------------------------
@@ -531,6 +575,15 @@ class DexSimulator:
         ``step`` and these events are the simulator's books.
         """
         return sorted(itertools.chain.from_iterable(ch.out for ch in self._chains), key=_TS)
+
+    def arbitrage_open(self, chain: int, token: str) -> bool:
+        """Whether a meme's pools are apart by more than fees plus gas: a bot would
+        trade them back now. Always false for a token with fewer than two pools.
+
+        Raises:
+            KeyError: when the world has no such token.
+        """
+        return self._arbitrage(self._tokens[(chain, token)]) is not None
 
     def is_active(self, chain: int, pool: str) -> bool:
         """Whether a pool takes trades (created and not migrated away from)."""
@@ -579,6 +632,10 @@ class DexSimulator:
         Returns:
             The events, all computed before the first is returned.
         """
+        return iter(self._genesis(now_ms, prices, now_ms))
+
+    def _genesis(self, now_ms: int, prices: Mapping[int, float], live_ms: int) -> list[DexEvent]:
+        """:meth:`genesis`, with the migrations due ``after_ms`` from ``live_ms``."""
         self._reset()
         self._tick_end = now_ms
         self._set_prices(prices)
@@ -598,8 +655,8 @@ class DexSimulator:
                     token.symbol,
                     token.name,
                     token.decimals,
-                    token.total_supply,
-                    token.creator,
+                    token.listed_supply,
+                    token.listed_creator,
                     ch.ts,
                 )
             )
@@ -644,19 +701,73 @@ class DexSimulator:
             for tok in ch.memes:
                 self._distribute(ch, tok)
                 if tok.pools:
-                    tok.ema = tok.fair = self._meme_usd(tok.pools[0])
+                    tok.ema = tok.fair = tok.anchor = self._meme_usd(tok.pools[0])
         # Fresh memes draw snipers in their first seconds; migrations come on schedule.
         for ch in chains:
             for tok in ch.memes:
                 if tok.info.fresh and tok.pools:
                     self._schedule_snipers(tok.pools[0], now_ms)
         for i, m in enumerate(world.migrations):
-            self._schedule(now_ms + m.after_ms, _MIGRATE, i)
+            self._schedule(live_ms + m.after_ms, _MIGRATE, i)
         for ch in chains:
             ch.out = []
         self._gen = now_ms
         self._last = now_ms
-        return iter(out)
+        return out
+
+    def warm_up(
+        self, start_ms: int, prices_at: Callable[[int], Mapping[int, float]]
+    ) -> Iterator[tuple[Mapping[int, float], list[DexEvent]]]:
+        """The world's genesis a week before ``start_ms`` and its trading up to it.
+
+        Every rolling window (up to a pool's seven days), holder and position
+        is then full at ``start_ms``, from the same events a chain would have
+        shown. To keep this quick, older history is thinned (:data:`WARM_UP`):
+        the last 10 minutes trade at the full rate; back to four hours one
+        trade in 16, twice the size; back to a day one in 128, four times the
+        size; back to a week one in 2,048, eight times the size. Older windows
+        so carry fewer trades and less volume per hour than the live stream
+        (an eighth, a 32nd, a 256th), with prices that move as much. Arbitrage
+        runs throughout. With ``activity`` above 1 the history is thinned that
+        many times more, so it costs the same. The week starts at the first minute at or before
+        ``start_ms`` − 7 d, when every token is listed and every pool created
+        (snipers buy the fresh meme then); migrations still come ``after_ms``
+        after ``start_ms``. The next :meth:`step` continues from ``start_ms``.
+
+        Args:
+            start_ms: when the history ends and live trading begins (epoch ms).
+            prices_at: the market's USD prices by CoinMarketCap id at a time
+                (see :meth:`step`); read once per batch.
+
+        Returns:
+            Batches in time order, each the prices it was generated at and its
+            events; the first batch is the genesis. A batch is computed when
+            it is asked for.
+        """
+        begin = start_ms - WARM_UP[0][0]
+        begin -= begin % _MINUTE
+        prices = prices_at(begin)
+        yield prices, self._genesis(begin, prices, start_ms)
+        try:
+            for i, (_, tick_ms, thin, grow) in enumerate(WARM_UP):
+                # A storm's warm-up costs what a quiet world's does: its history
+                # trades at most at the rate of ``activity`` 1.
+                self._tick_ms, self._grow = tick_ms, grow
+                self._thin = thin * max(1.0, self._activity)
+                end = start_ms - WARM_UP[i + 1][0] if i + 1 < len(WARM_UP) else start_ms
+                end -= end % tick_ms
+                batch_ms = 5 * tick_ms
+                t = self._last
+                while t < end:
+                    t = min(t + batch_ms - t % batch_ms, end)
+                    prices = prices_at(t)
+                    yield prices, list(self.step(t, prices))
+            if self._last < start_ms:
+                prices = prices_at(start_ms)
+                self._tick_ms, self._thin, self._grow = TICK_MS, 1.0, 1.0
+                yield prices, list(self.step(start_ms, prices))
+        finally:
+            self._tick_ms, self._thin, self._grow = TICK_MS, 1.0, 1.0
 
     def _mint_quotes(self, ch: _Chain) -> None:
         rng = self._rng
@@ -801,7 +912,7 @@ class DexSimulator:
             return iter(())
         self._set_prices(prices)
         while gen < now_ms:
-            hi = (gen // TICK_MS + 1) * TICK_MS
+            hi = (gen // self._tick_ms + 1) * self._tick_ms
             self._tick_end = hi
             self._tick(gen, hi)
             gen = hi
@@ -829,7 +940,7 @@ class DexSimulator:
         """Draw the arrivals of ``(lo, hi]`` and execute them in time order."""
         rnd = self._random
         gauss = self._gauss
-        act = self._activity
+        act = self._activity / self._thin
         dt = hi - lo
         dts = dt / 1000.0
         keys: list[int] = []
@@ -846,6 +957,7 @@ class DexSimulator:
             acts.append((kind, arg))
         bias_keep = exp(-dts / _BIAS_DECAY_S)
         fair_step = _FAIR_SIGMA * sqrt(dts / 3600.0)
+        fair_pull = min(1.0, dts / _FAIR_PULL_S)
         for ch in self._chains:
             ch.wave *= exp(-dts / _WAVE[2])
             if rnd() < _WAVE[0] * dts:
@@ -878,9 +990,11 @@ class DexSimulator:
                     continue
                 main = pools[0]
                 price = self._meme_usd(main)
-                tok.fair *= exp(fair_step * gauss(0.0, 1.0))
+                tok.fair *= exp(
+                    fair_step * gauss(0.0, 1.0) - fair_pull * log(tok.fair / tok.anchor)
+                )
                 tok.ema += (price - tok.ema) * min(1.0, dts / _EMA_S)
-                rate = tok.rate * dts
+                rate = tok.rate * dts / self._thin  # KOL calls and dumps are trades too
                 if rnd() < rate / _KOL_EVERY:
                     at(_KOL, tok)
                 if rnd() < rate / _DUMP_EVERY:
@@ -940,6 +1054,7 @@ class DexSimulator:
     def _size(self, cls: int, table: tuple[tuple[float, float], ...], mult: float) -> float:
         """A trade size in USD for class ``cls``."""
         median, sigma = table[cls]
+        mult *= self._grow
         if cls == WHALE:
             return float(median * mult * (1.0 - self._random()) ** (-1.0 / _WHALE_ALPHA))
         return median * mult * exp(sigma * self._normals[self._bits(14)])
@@ -1003,7 +1118,13 @@ class DexSimulator:
             # People trade less in a thin pool than in a deep one.
             depth = 2.0 * rq / quote.scale * quote.usd
             mult = ch.size_mult * sqrt(min(1.0, depth / _FULL_DEPTH_USD))
-            seller = self._holder(meme, ch) if rnd() >= buy_p else None
+            seller = None
+            if rnd() >= buy_p:
+                # A sell, when a holder is found: selling pressure does not turn
+                # into buying when the holders have run short.
+                seller = self._holder(meme, ch)
+                if seller is None:
+                    return
             if seller is None:
                 # A buy, paid in the pool's quote token.
                 cls = BOT if dust else self._class(self._meme_buy)
@@ -1051,52 +1172,112 @@ class DexSimulator:
             bot = pool.ch.arber
             self._swap(pool.ch, t, pool, zero_in, amount, bot, bot)
 
-    def _xarb(self, t: int, tok: _Token) -> None:
-        """Buy the meme in its cheapest pool and sell it in its dearest, in one transaction.
+    def _backrun(self, t: int, tok: _Token) -> None:
+        """After a swap in one of a meme's pools: a bot arbitrages any gap it opened.
 
-        A backrun after a fat-finger, or a bot closing a gap the flow opened.
+        A wide gap is worth a priority fee and always closes in the swap's own
+        block (a backrun); a narrow one usually does, else a block or two later.
         """
-        pools = tok.pools
-        if len(pools) < 2:
+        if tok.arb_due:
             return
-        prices = [self._meme_usd(p) for p in pools]
-        lo = min(range(len(pools)), key=prices.__getitem__)
-        hi = max(range(len(pools)), key=prices.__getitem__)
-        cheap, dear = pools[lo], pools[hi]
-        p_lo, p_hi = prices[lo], prices[hi]
-        if p_lo <= 0 or log(p_hi / p_lo) < (cheap.fee_bps + dear.fee_bps) / 10_000 + 0.01:
+        gap = self._gap(tok)
+        if gap <= 0.0:
             return
-        # Meme bought from the cheap pool A and sold into the dear pool B so that
-        # their marginal USD prices meet. After moving Δ, pool A prices the meme
-        # at kA·qA/(rmA − Δ)² and B at kB·qB/(rmB + Δ)² (q: USD per raw quote
-        # unit), which are equal at Δ = (b·rmA − a·rmB)/(a + b) with a = √(kA·qA),
-        # b = √(kB·qB). A deep pool barely moves; a thin one does the travelling.
-        rm_a, rq_a = (cheap.r0, cheap.r1) if cheap.meme0 else (cheap.r1, cheap.r0)
-        rm_b, rq_b = (dear.r0, dear.r1) if dear.meme0 else (dear.r1, dear.r0)
-        a = sqrt(float(rm_a) * rq_a * cheap.quote.usd / cheap.quote.scale)
-        b = sqrt(float(rm_b) * rq_b * dear.quote.usd / dear.quote.scale)
-        # Stop short of the exact meeting point: the last bit does not pay the fees.
-        delta = int(0.9 * (b * rm_a - a * rm_b) / (a + b))
-        if delta <= 0 or delta >= rm_a:
+        if gap > _WIDE_GAP or self._random() < _BACKRUN_SAME_BLOCK:
+            self._xarb(t, tok)
             return
-        # Quote to pay for ``delta`` (Uniswap's getAmountIn, rounded up).
-        pay = rq_a * delta * 10_000 // ((rm_a - delta) * cheap.fee) + 1
+        tok.arb_due = True
+        ch = tok.pools[0].ch
+        lag = ch.block_ms * (1.0 - _ARB_LAG_BLOCKS * log(1.0 - self._random()))
+        self._schedule(t + int(lag), _XARB, tok)
+
+    def _gap(self, tok: _Token) -> float:
+        """How far a meme's dearest pool is above its cheapest, beyond their two
+        fees (a fraction of the cheaper price; 0.0 within the fees)."""
+        lo = hi = 0.0
+        fees = 0
+        for pool in tok.pools:
+            price = self._meme_usd(pool)
+            if lo == 0.0 or price < lo:
+                lo = price
+            if price > hi:
+                hi = price
+            fees += pool.fee_bps
+        if lo <= 0.0:
+            return 0.0
+        return max(0.0, hi / lo - 1.0 - fees / 10_000)
+
+    def _xarb_due(self, t: int, tok: _Token) -> None:
+        tok.arb_due = False
+        self._xarb(t, tok)
+
+    def _xarb(self, t: int, tok: _Token) -> None:
+        """Buy the meme in its cheapest pool and sell it in its dearest, in one transaction."""
+        plan = self._arbitrage(tok)
+        if plan is None:
+            return
+        cheap, dear, pay, got, sell, back = plan
         ch = cheap.ch
         bot = ch.arber
         quote = cheap.quote
         if quote.bal.get(bot, 0) < pay:
             self._fund(ch, t, quote, bot, pay - quote.bal.get(bot, 0))
         self._ensure_native(ch, t, bot)
-        zero_a = not cheap.meme0
-        got = amount_out(pay, rq_a, rm_a, cheap.fee_bps)
         tx = self._begin(ch, t)
-        self._leg(ch, tx, cheap, zero_a, pay, got, bot, bot)
-        sell = min(got, delta)
-        rm_b, rq_b = (dear.r0, dear.r1) if dear.meme0 else (dear.r1, dear.r0)
-        back = amount_out(sell, rm_b, rq_b, dear.fee_bps)
-        if back > 0:
-            self._leg(ch, tx, dear, dear.meme0, sell, back, bot, bot)
+        self._leg(ch, tx, cheap, not cheap.meme0, pay, got, bot, bot)
+        self._leg(ch, tx, dear, dear.meme0, sell, back, bot, bot)
         self._gas(ch, bot)
+
+    def _arbitrage(self, tok: _Token) -> tuple[_Pool, _Pool, int, int, int, int] | None:
+        """The cross-pool arbitrage a meme's pools offer now, or ``None``.
+
+        The bot buys in the cheapest pool and sells in the dearest until the
+        two marginal prices are one round trip's fees apart, where the last
+        unit no longer pays, and trades only when the whole earns more than a
+        transaction's median gas: pools stay within fee-plus-gas bounds.
+
+        Returns:
+            ``(cheap, dear, pay, got, sell, back)``: quote paid into the cheap
+            pool for ``got`` of the meme, ``sell`` of it sold into the dear
+            pool for ``back`` of its quote (raw amounts).
+        """
+        pools = tok.pools
+        if len(pools) < 2:
+            return None
+        prices = [self._meme_usd(p) for p in pools]
+        lo = min(range(len(pools)), key=prices.__getitem__)
+        hi = max(range(len(pools)), key=prices.__getitem__)
+        cheap, dear = pools[lo], pools[hi]
+        p_lo, p_hi = prices[lo], prices[hi]
+        # A unit bought in A and sold in B nets p_B·(1 − f_B)·(1 − f_A) − p_A.
+        keep = cheap.fee * dear.fee / 1e8
+        if p_lo <= 0 or p_hi * keep <= p_lo:
+            return None
+        # After moving Δ of the meme, pool A prices it at kA·qA/(rmA − Δ)² and
+        # B at kB·qB/(rmB + Δ)² (q: USD per raw quote unit). With a = √(kA·qA),
+        # b = √(kB·qB) and s = √(1/keep), B is 1/keep times A where
+        # b/(rmB + Δ) = s·a/(rmA − Δ): at Δ = (b·rmA − s·a·rmB)/(b + s·a). A deep
+        # pool barely moves; a thin one does the travelling.
+        rm_a, rq_a = (cheap.r0, cheap.r1) if cheap.meme0 else (cheap.r1, cheap.r0)
+        rm_b, rq_b = (dear.r0, dear.r1) if dear.meme0 else (dear.r1, dear.r0)
+        qa, qb = cheap.quote, dear.quote
+        a = sqrt(float(rm_a) * rq_a * qa.usd / qa.scale)
+        b = sqrt(float(rm_b) * rq_b * qb.usd / qb.scale)
+        sa = a / sqrt(keep)
+        delta = int((b * rm_a - sa * rm_b) / (b + sa))
+        if delta <= 0 or delta >= rm_a:
+            return None
+        # Quote to pay for ``delta`` (Uniswap's getAmountIn, rounded up).
+        pay = rq_a * delta * 10_000 // ((rm_a - delta) * cheap.fee) + 1
+        got = amount_out(pay, rq_a, rm_a, cheap.fee_bps)
+        sell = min(got, delta)
+        back = amount_out(sell, rm_b, rq_b, dear.fee_bps)
+        ch = cheap.ch
+        gas_usd = _GAS.get(ch.id, (1e12, 0.8))[0] / ch.native_scale * self._native_usd[ch.id]
+        profit = back / qb.scale * qb.usd - pay / qa.scale * qa.usd
+        if back <= 0 or profit <= gas_usd:
+            return None
+        return (cheap, dear, pay, got, sell, back)
 
     def _kol(self, t: int, tok: _Token) -> None:
         """A KOL buys and calls the meme: a burst of mostly buys follows."""
@@ -1378,6 +1559,9 @@ class DexSimulator:
             emit(Swap(c, blk, ts, tx, pa, sender, trader, ain, aout, amount_in, out, i + 2, None))
         emit(NativeBalanceChanged(c, blk, ts, sender, left))
         self.swaps += 1
+        meme = pool.meme
+        if meme is not None and len(meme.pools) > 1:
+            self._backrun(t, meme)
         return out
 
     def _leg(

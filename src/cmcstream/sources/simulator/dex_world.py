@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from cmcstream.engine.tokens import NATIVE, REFERENCE_TOKENS, ReferenceToken
@@ -147,6 +147,10 @@ _TAG_SHARES: Final = (
     ("bundler", 0.025),
 )
 _MIN_BOTS: Final = 3  # an arbitrageur and two relayers at least
+# Shares of the long tail (memes but the busiest) listed without a supply, and
+# without a creator: at least one meme of each per chain.
+_UNKNOWN_SUPPLY: Final = 0.3
+_UNKNOWN_DEV: Final = 0.3
 
 _ADJECTIVES: Final = (
     "Baby", "Giga", "Turbo", "Based", "Sleepy", "Angry", "Rich", "Tiny", "Mega", "Smol",
@@ -207,8 +211,12 @@ class TokenInfo:
             for memes (priced by their pools).
         price_usd: a meme's USD price when the simulation starts (its launch
             market cap over its supply); ``None`` for reference tokens.
-        fresh: launched as the simulation starts: snipers buy it in its first
-            seconds.
+        fresh: launched as the simulation's history starts: snipers buy it in
+            its first seconds.
+        supply_known: whether its listing states the supply; a source that
+            does not know it lists 0, so the market cap is unknown (null).
+        dev_known: whether its listing names the creator; when not, the
+            creator is an untagged wallet and the token has no dev data.
     """
 
     chain: int
@@ -221,6 +229,18 @@ class TokenInfo:
     cmc_id: int | None
     price_usd: float | None = None
     fresh: bool = False
+    supply_known: bool = True
+    dev_known: bool = True
+
+    @property
+    def listed_supply(self) -> int:
+        """The supply its listing states: ``total_supply``, or 0 when unknown."""
+        return self.total_supply if self.supply_known else 0
+
+    @property
+    def listed_creator(self) -> str | None:
+        """The creator its listing names, ``None`` when unknown."""
+        return self.creator if self.dev_known else None
 
     @property
     def is_reference(self) -> bool:
@@ -346,13 +366,14 @@ class DexWorld:
         if wallets_per_chain < memes_per_chain + 20:
             raise ValueError("wallets_per_chain must be at least memes_per_chain + 20")
         rng = random.Random(f"cmcstream.dex_world:{seed}")
+        gaps = random.Random(f"cmcstream.dex_world.gaps:{seed}")
         tokens: list[TokenInfo] = []
         pools: list[PoolInfo] = []
         wallets: list[WalletInfo] = []
         migrations: list[Migration] = []
         exchanges: dict[int, str] = {}
         for chain in CHAINS:
-            built = _build_chain(rng, chain, memes_per_chain, wallets_per_chain)
+            built = _build_chain(rng, gaps, chain, memes_per_chain, wallets_per_chain)
             tokens += built.tokens
             pools += built.pools
             wallets += built.wallets
@@ -461,7 +482,9 @@ class _ChainParts:
     exchange: str
 
 
-def _build_chain(rng: random.Random, chain: int, n_memes: int, n_wallets: int) -> _ChainParts:
+def _build_chain(
+    rng: random.Random, gaps: random.Random, chain: int, n_memes: int, n_wallets: int
+) -> _ChainParts:
     solana = chain == SOLANA
     new_address = solana_address if solana else evm_address
     used: set[str] = set()
@@ -591,6 +614,21 @@ def _build_chain(rng: random.Random, chain: int, n_memes: int, n_wallets: int) -
                     rate * (1 - main_share),
                 )
             )
+    # Some of the long tail lacks data, as real listings do: a separate draw, so
+    # every address and name stays what it was for the seed.
+    tail = list(range(1, n_memes))
+    unknown_supply = {i for i in tail if gaps.random() < _UNKNOWN_SUPPLY}
+    unknown_dev = {i for i in tail if gaps.random() < _UNKNOWN_DEV}
+    if tail and not unknown_supply:
+        unknown_supply.add(gaps.choice(tail))
+    if tail and not unknown_dev:
+        unknown_dev.add(gaps.choice(tail))
+    for i in sorted(unknown_supply | unknown_dev):
+        memes[i] = replace(memes[i], supply_known=i not in unknown_supply,
+                           dev_known=i not in unknown_dev)  # fmt: skip
+    anonymous = {devs[i] for i in unknown_dev}
+    wallets = [WalletInfo(chain, w.address, ()) if w.address in anonymous else w for w in wallets]
+    meme_pools = [(memes[i], pool) for i, (_, pool) in enumerate(meme_pools)]
     tokens += memes
 
     migrations: list[Migration] = []
