@@ -25,6 +25,7 @@ from tests.server.conftest import dial, recv_json, request, welcomed
 CHAIN = 14
 WALL_LIMIT_S = 25.0  # bounded whatever the machine's load
 WANTED = 12  # metric pushes of each channel with a 5-minute window to check
+SPEED = 100
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def ceil_second(ts: int) -> int:
 
 
 async def test_metric_windows_are_sums_over_the_transactions_received() -> None:
-    async with running_server(speed=100, dex_activity=4.0) as node:
+    async with running_server(speed=SPEED, dex_activity=4.0) as node:
         token = node.world.busiest_token(CHAIN).address
         pools = [
             p.address
@@ -154,13 +155,15 @@ async def test_metric_windows_are_sums_over_the_transactions_received() -> None:
                 # The transaction subscription came first: every swap of the steps from
                 # the one of the first metric push on has been received (the step is at
                 # most the push's time; one second more for a timer that woke early).
+                # The envelope's ts is wall time: the simulated time it was sent at.
+                sent = node.clock.now_ms() - round((time.time() * 1000 - frame["ts"]) * SPEED)
                 if covered_from is None:
-                    covered_from = ceil_second(frame["ts"]) + 1000
+                    covered_from = ceil_second(sent) + 1000
                 # A step's swaps are sent before its metrics. The step is at least the
                 # second of the last swap received and at most the push's time: when
                 # both name the same second, that is the step.
                 step = ceil_second(transactions[-1]["ts"]) if transactions else -1
-                if step == frame["ts"] // 1000 * 1000:
+                if step == sent // 1000 * 1000:
                     pushes[channel].append((step, data))
                 five_minutes = covered_from + 300_000
                 if all(

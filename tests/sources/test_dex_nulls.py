@@ -8,7 +8,7 @@ import pytest
 
 from cmcstream.engine.onchain import OnchainEngine
 from cmcstream.protocol.channels import ChannelRegistry
-from cmcstream.protocol.payloads import TagPnl, TokenMetric
+from cmcstream.protocol.payloads import TagBalance, TagDistribution, TagPnl, TokenMetric
 from cmcstream.sources.simulator.dex import DEFAULT_PRICES, DexSimulator
 from cmcstream.sources.simulator.dex_world import DexWorld
 
@@ -63,11 +63,13 @@ def test_unknown_supply_gives_a_null_market_cap(pushes: tuple[DexWorld, Any]) ->
         if token.is_reference:
             assert all(m.mc is not None and m.lu is not None for m in pushed), token.symbol
         elif not token.supply_known:
-            assert all(m.mc is None for m in pushed)
+            # Valued nowhere either, as in the documentation's example.
+            assert all(m.mc is None and m.lu is None for m in pushed)
             assert all(m.p is None or m.p > 0 for m in pushed)
             nulls += len(pushed)
         else:
             assert all(m.mc is not None for m in pushed if m.p is not None)
+            assert all(m.lu is not None for m in pushed if m.p is not None)
     assert nulls > 0
 
 
@@ -77,3 +79,18 @@ def test_a_token_without_a_known_dev_has_no_dev_pnl(pushes: tuple[DexWorld, Any]
     anonymous = [p for p in pnl if not world.token(p.pid, p.a).dev_known]
     assert anonymous
     assert all(p.devpnl is None for p in anonymous)
+
+
+def test_a_token_without_a_known_dev_has_no_dev_share_or_balance(
+    pushes: tuple[DexWorld, Any],
+) -> None:
+    world, out = pushes
+    shares = [p for _, p in out if isinstance(p, TagDistribution | TagBalance)]
+    known = [p for p in shares if world.token(p.pid, p.a).dev_known]
+    anonymous = [p for p in shares if not world.token(p.pid, p.a).dev_known]
+    assert anonymous
+    assert known
+    for push in anonymous:
+        assert (push.devp if isinstance(push, TagDistribution) else push.devab) is None
+    for push in known:
+        assert (push.devp if isinstance(push, TagDistribution) else push.devab) is not None

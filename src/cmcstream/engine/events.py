@@ -156,6 +156,8 @@ class TokenListed(msgspec.Struct, frozen=True, tag="token_listed", tag_field="ki
     total_supply: int
     creator: str | None = None
     ts: int = 0
+    # False when the data source cannot value the token's pools (``lu`` is null).
+    liquidity_known: bool = True
 
 
 class PoolCreated(msgspec.Struct, frozen=True, tag="pool_created", tag_field="kind"):

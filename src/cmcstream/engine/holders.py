@@ -51,7 +51,7 @@ from typing import Final
 
 from cmcstream.engine.events import NativeBalanceChanged, TokenListed, Transfer, WalletLabeled
 from cmcstream.engine.numeric import quotient, units
-from cmcstream.engine.tokens import NATIVE
+from cmcstream.engine.tokens import NATIVE, reference_token
 from cmcstream.protocol.payloads import (
     HolderCount,
     HoldersMetric,
@@ -575,12 +575,15 @@ class HolderBook:
         raw = tok.tag_raw
         pnl = [self._tag_pnl(tok, i) for i in range(_NTAGS)]
         balance = [units(r, dec) for r in raw]
+        # A token whose listing names no creator has no dev data (the majors'
+        # issuers are known); its dev share and balance are null, not zero.
+        dev_known = tok.creator is not None or reference_token(chain, token) is not None
         return [
             TagDistribution(
                 pid=chain,
                 a=token,
                 ts=ts,
-                devp=_pct(raw[0], supply),
+                devp=_pct(raw[0], supply) if dev_known else None,
                 khc=holders[1],
                 whc=holders[2],
                 bdhc=holders[3],
@@ -614,7 +617,7 @@ class HolderBook:
                 pid=chain,
                 a=token,
                 ts=ts,
-                devab=balance[0],
+                devab=balance[0] if dev_known else None,
                 kab=balance[1],
                 wab=balance[2],
                 bdab=balance[3],

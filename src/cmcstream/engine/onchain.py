@@ -151,6 +151,7 @@ class _Token:
         "holders_state",
         "holders_topic",
         "liq_topic",
+        "liquidity_known",
         "long_traders",
         "metric_state",
         "metric_topic",
@@ -174,6 +175,7 @@ class _Token:
         self.decimals = ev.decimals
         self.scale = scale(ev.decimals)  # raw / scale = units(raw, decimals)
         self.supply_raw = ev.total_supply
+        self.liquidity_known = ev.liquidity_known
         self.ref: ReferenceToken | None = reference_token(ev.chain, ev.address)
         self.cmc_id = self.ref.cmc_id if self.ref is not None else None
         self.pools: list[_Pool] = []
@@ -397,7 +399,7 @@ class OnchainEngine:
                 weighted += price * liquidity
                 total += liquidity
         ap = weighted / total if total > 0 else None
-        return ap, (lu if known else None)
+        return ap, (lu if known and token.liquidity_known else None)
 
     # -- subscriptions ---------------------------------------------------------------------
 

@@ -658,6 +658,9 @@ class DexSimulator:
                     token.listed_supply,
                     token.listed_creator,
                     ch.ts,
+                    # The unknown-supply tokens are valued nowhere either, as in
+                    # the documentation's example (``mc`` and ``lu`` both null).
+                    token.supply_known,
                 )
             )
         for info in world.wallets:
