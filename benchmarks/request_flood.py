@@ -251,23 +251,9 @@ def push_figures(pushes: list[tuple[float, int]], lo_ms: float, hi_ms: float) ->
 # -- one run of one subject ---------------------------------------------------------------------
 
 
-async def expect(child: Child, event: str, within_s: float) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        line = await child.line(max(0.1, deadline - loop.time()))
-        if not line.startswith("{"):
-            continue
-        reply: dict[str, Any] = json.loads(line)
-        if reply.get("ev") == "error":
-            raise ChildFailed(f"{child.name}: {reply.get('msg')}")
-        if reply.get("ev") == event:
-            return reply
-
-
 async def command(child: Child, cmd: str, event: str, within_s: float = 10.0) -> dict[str, Any]:
     await child.send(json.dumps({"cmd": cmd}))
-    return await expect(child, event, within_s)
+    return await procs.expect(child, event, within_s)
 
 
 async def flood_established(flood: Child, s: Settings) -> float:
@@ -384,7 +370,7 @@ async def run_subject(
             stdin=True,
         )
         flood_pid = flood.pid
-        connected = await expect(flood, "connected", 60.0)
+        connected = await procs.expect(flood, "connected", 60.0)
         if connected["opened"] != s.conns:
             raise ChildFailed(f"flood opened {connected['opened']} of {s.conns}: {connected}")
         stats = Stats(0, 1.0)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import signal
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Child", "ChildFailed", "can_pin", "kill_all", "spawn"]
 
@@ -116,6 +118,21 @@ class Child:
         for reader in self._readers:
             reader.cancel()
         _LIVE.discard(self)
+
+
+async def expect(child: Child, event: str, within_s: float) -> dict[str, Any]:
+    """The next JSON line ``child`` prints with ``"ev": event`` (an ``error`` one raises)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        line = await child.line(max(0.1, deadline - loop.time()))
+        if not line.startswith("{"):
+            continue
+        reply: dict[str, Any] = json.loads(line)
+        if reply.get("ev") == "error":
+            raise ChildFailed(f"{child.name}: {reply.get('msg')}")
+        if reply.get("ev") == event:
+            return reply
 
 
 async def spawn(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from fanout import procstat
+from fanout import procs, procstat
 from fanout.frames import FrameSet
 from fanout.procs import Child, ChildFailed, spawn
 from fanout.servers import Launch, Running, start_server
@@ -190,22 +190,8 @@ class LoadGens:
         return cls(children)
 
     async def expect(self, event: str, within_s: float) -> list[dict[str, Any]]:
-        replies = await asyncio.gather(*(self._one(c, event, within_s) for c in self.children))
+        replies = await asyncio.gather(*(procs.expect(c, event, within_s) for c in self.children))
         return list(replies)
-
-    @staticmethod
-    async def _one(child: Child, event: str, within_s: float) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within_s
-        while True:
-            line = await child.line(max(0.1, deadline - loop.time()))
-            if not line.startswith("{"):
-                continue
-            reply: dict[str, Any] = json.loads(line)
-            if reply.get("ev") == "error":
-                raise ChildFailed(f"{child.name}: {reply.get('msg')}")
-            if reply.get("ev") == event:
-                return reply
 
     async def command(
         self, command: dict[str, Any], event: str, within_s: float
