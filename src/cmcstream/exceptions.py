@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cmcstream.protocol.codes import CLOSE_CODES, ERRORS, ErrorCategory, ErrorCode
+
 __all__ = [
     "AuthError",
     "CMCStreamError",
@@ -166,20 +168,34 @@ class StreamClosed(CMCStreamError):
     """The stream was closed; no more pushes or requests."""
 
 
+# The typed error of each auth code; which codes are auth errors, and which
+# close codes are fatal and for what, is the protocol's table (protocol/codes.py).
+_AUTH_CLASSES: dict[ErrorCode, type[AuthError]] = {
+    ErrorCode.KEY_INVALID: InvalidKey,
+    ErrorCode.KEY_MISSING: MissingKey,
+    ErrorCode.KEY_NOT_ACTIVATED: KeyNotActivated,
+    ErrorCode.PLAN_EXPIRED: PlanExpired,
+    ErrorCode.PLAN_NOT_SUPPORTED: PlanNotSupported,
+    ErrorCode.KEY_DISABLED: KeyDisabled,
+    ErrorCode.CREDITS_EXHAUSTED: CreditsExhausted,
+}
+
 _AUTH_BY_ERROR: dict[int, type[AuthError]] = {
-    1001: InvalidKey,
-    1002: MissingKey,
-    1003: KeyNotActivated,
-    1004: PlanExpired,
-    1006: PlanNotSupported,
-    1007: KeyDisabled,
-    1010: CreditsExhausted,
+    int(code): _AUTH_CLASSES[code]
+    for code, spec in ERRORS.items()
+    if spec.category is ErrorCategory.AUTH
 }
 
 _AUTH_BY_CLOSE: dict[int, type[AuthError]] = {
-    4100: InvalidKey,
-    4101: KeyDisabled,
-    4102: PlanNotSupported,
+    int(code): _AUTH_BY_ERROR[spec.error]
+    for code, spec in CLOSE_CODES.items()
+    if spec.fatal and spec.error is not None
+}
+
+_REQUEST_FAMILIES: dict[int, type[RequestError]] = {
+    22: InvalidRequest,
+    23: ChannelError,
+    24: InvalidParams,
 }
 
 
@@ -194,13 +210,9 @@ def error_for_status(status: dict[str, Any]) -> AuthError | RequestError | Conne
         code = 0
     if code in _AUTH_BY_ERROR:
         return _AUTH_BY_ERROR[code](text, status=status)
-    if code == 2304:
+    if code == ErrorCode.CONNECTION_LIMIT:
         return ConnectionLimited(text, status=status)
-    family: type[RequestError] = {
-        22: InvalidRequest,
-        23: ChannelError,
-        24: InvalidParams,
-    }.get(code // 100, ServerError)
+    family = _REQUEST_FAMILIES.get(code // 100, ServerError)
     return family(text, status=status)
 
 

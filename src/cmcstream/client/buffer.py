@@ -22,19 +22,14 @@ import enum
 from typing import Any
 
 from cmcstream.client.frames import Push
+from cmcstream.protocol.channels import CHANNELS, LATEST_VALUE_CHANNELS
 
 __all__ = ["LATEST_VALUE_CHANNELS", "Overflow", "PushBuffer"]
 
-LATEST_VALUE_CHANNELS = frozenset(
-    {
-        "market@crypto_latest_price",
-        "onchain@token_agg_event",
-        "onchain@token_metric",
-        "onchain@pool_metric",
-        "onchain@holders_metrics",
-        "onchain@holder_wallet_update",
-    }
-)
+# Per latest-value channel, the payload fields that tell its variants apart.
+_VARIANTS: dict[str, tuple[str, ...]] = {
+    spec.name: spec.variant_fields for spec in CHANNELS if spec.latest_value
+}
 
 
 class Overflow(enum.StrEnum):
@@ -44,15 +39,13 @@ class Overflow(enum.StrEnum):
     LATEST = "latest"
 
 
-def _latest_key(push: Push[Any]) -> tuple[Any, ...]:
+def _latest_key(push: Push[Any], variants: tuple[str, ...]) -> tuple[Any, ...]:
     data = push.data
     if isinstance(data, dict):
-        tp, token = data.get("tp"), data.get("a")
+        variant = tuple(data.get(name) for name in variants)
     else:
-        tp, token = getattr(data, "tp", None), getattr(data, "a", None)
-    # Holder updates of one subscription come in variants (and per token for
-    # a wallet); each variant is its own latest value.
-    return (push.channel, tuple(sorted(push.params.items())), tp, token)
+        variant = tuple(getattr(data, name, None) for name in variants)
+    return (push.channel, tuple(sorted(push.params.items())), variant)
 
 
 class PushBuffer:
@@ -82,8 +75,10 @@ class PushBuffer:
 
     def _key(self, push: Push[Any]) -> tuple[Any, ...] | None:
         """What a newer push may replace ``push`` by, under the latest policy."""
-        if self.overflow is Overflow.LATEST and push.channel in LATEST_VALUE_CHANNELS:
-            return _latest_key(push)
+        if self.overflow is Overflow.LATEST:
+            variants = _VARIANTS.get(push.channel)
+            if variants is not None:
+                return _latest_key(push, variants)
         return None
 
     async def put(self, push: Push[Any]) -> None:

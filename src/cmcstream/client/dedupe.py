@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DEDUPED_CHANNELS", "Deduper"]
+from cmcstream.protocol.channels import DEDUPED_CHANNELS
 
-DEDUPED_CHANNELS = frozenset({"onchain@transaction", "onchain@liquidity_event"})
+__all__ = ["DEDUPED_CHANNELS", "Deduper"]
 
 
 class Deduper:

@@ -14,16 +14,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from cmcstream.protocol.channels import CHANNELS, ParamKind
+from cmcstream.protocol.channels import CHANNELS
 
 __all__ = ["Item", "buckets", "group", "request_of", "split"]
 
 # The list-valued param of each channel; unknown channels fall back to any of these names.
 _LIST_PARAM: dict[str, str] = {
-    spec.name: param.name
-    for spec in CHANNELS
-    for param in spec.params
-    if param.kind in (ParamKind.IDS, ParamKind.ADDRESSES)
+    spec.name: spec.list_param for spec in CHANNELS if spec.list_param is not None
 }
 _LIST_NAMES = frozenset(_LIST_PARAM.values())
 _EVM = re.compile(r"0x[0-9a-fA-F]{40}")

@@ -3,7 +3,10 @@
 A link owns a connection's lifecycle: connect with the key, wait for the
 ``welcome``, send its subscriptions again after every reconnect, answer
 requests, send JSON pings every ``ping_interval_ms``, and watch for silence.
-It classifies every end of a connection:
+It does the I/O and keeps the time; what each frame means, what to send
+after a reconnect and what an end calls for are decided by its
+:class:`~cmcstream.client.session.ClientSession`, which classifies every end
+of a connection:
 
 * fatal: close 4100/4101/4102, or an auth error frame (1002–1010) on the
   connection: the stream fails with the typed error and never retries;
@@ -18,37 +21,35 @@ import asyncio
 import contextlib
 import enum
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import msgspec
 from websockets.asyncio.client import ClientConnection, connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from cmcstream.client.backoff import Backoff
 from cmcstream.client.frames import Envelope, FrameDecoder, Push
-from cmcstream.client.items import Item, buckets, request_of
-from cmcstream.exceptions import (
-    AuthError,
-    CMCStreamError,
-    ConnectionLimited,
-    ConnectionLost,
-    RequestTimeout,
-    StreamClosed,
-    auth_error_for_close,
-    error_for_status,
+from cmcstream.client.items import Item
+from cmcstream.client.session import (
+    ABNORMAL,
+    SILENCE,
+    Answer,
+    ClientSession,
+    Ending,
+    GiveUp,
+    Notice,
+    Refused,
+    Verdict,
+    restore_plan,
 )
+from cmcstream.exceptions import CMCStreamError, RequestTimeout, StreamClosed
+from cmcstream.protocol.handshake import API_KEY_HEADER
 
 __all__ = ["ConnectionState", "Link", "LinkHost", "LinkOptions", "Outage", "StateChange"]
 
 logger = logging.getLogger("cmcstream.client")
-
-API_KEY_HEADER = "X-CMC_PRO_API_KEY"
-LIMITED_CLOSE = 4004
-_encode = msgspec.json.Encoder().encode
 
 
 class ConnectionState(enum.StrEnum):
@@ -149,17 +150,11 @@ class LinkHost(Protocol):
 
 
 class _Ended(Exception):
-    """How a connection ended: the close code, the reason, and a fatal error if any."""
+    """A connection ended the way ``ending`` says."""
 
-    def __init__(self, code: int, reason: str, fatal: BaseException | None = None) -> None:
-        super().__init__(f"{code} {reason}")
-        self.code, self.reason, self.fatal = code, reason, fatal
-
-
-@dataclass(slots=True)
-class _Pending:
-    future: asyncio.Future[Envelope]
-    on_ack: Callable[[Envelope], None] | None
+    def __init__(self, ending: Ending) -> None:
+        super().__init__(ending.reason)
+        self.ending = ending
 
 
 class Link:
@@ -171,12 +166,16 @@ class Link:
         self._host = host
         self.items: dict[Item, None] = {}  # what the server holds for this link, in order
         self.reserved = 0  # items in flight towards this link
-        self.sub_limit = 100
-        self.sub_count = 0
         self.state = ConnectionState.CONNECTING
         self.connects = 0
+        self.session: ClientSession[asyncio.Future[Envelope]] = ClientSession(
+            index,
+            host.next_id,
+            backoff=options.backoff,
+            reconnect=options.reconnect,
+            ping_interval_s=options.ping_interval_s,
+        )
         self._ws: ClientConnection | None = None
-        self._pending: dict[Any, _Pending] = {}
         self._ready = asyncio.Event()
         self._opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task[None] | None = None
@@ -188,7 +187,6 @@ class Link:
         self._silent = False
         self._ping_interval_s = 10.0
         self._outage: tuple[float, str] | None = None  # (start, reason) while down
-        self._rng = random.Random()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -215,6 +213,16 @@ class Link:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         self._set_state(ConnectionState.CLOSED, "closed by the client")
+
+    @property
+    def sub_limit(self) -> int:
+        """The per-connection subscription limit the server announced."""
+        return self.session.sub_limit
+
+    @property
+    def sub_count(self) -> int:
+        """Subscriptions the server counts on this connection."""
+        return self.session.sub_count
 
     @property
     def capacity(self) -> int:
@@ -255,11 +263,10 @@ class Link:
         deadline: float,
     ) -> Envelope:
         """Send one request on ``ws`` and wait for its answer until ``deadline``."""
-        rid = self._host.next_id()
         future: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = _Pending(future, on_ack)
+        rid, frame = self.session.request(message, future, on_ack)
         try:
-            await ws.send(_encode({"id": rid, **message}).decode())
+            await ws.send(frame)
             return await asyncio.wait_for(
                 asyncio.shield(future), max(0.0, deadline - time.monotonic())
             )
@@ -268,7 +275,7 @@ class Link:
                 f"no answer to {message.get('method')} within {self.options.request_timeout_s:g} s"
             ) from None
         finally:
-            self._pending.pop(rid, None)
+            self.session.forget(rid)
 
     async def _wait_ready(self, deadline: float) -> None:
         while not self._ready.is_set():
@@ -284,40 +291,33 @@ class Link:
             raise self._failure
 
     def _fail_pending(self, error: BaseException) -> None:
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(error)
-                pending.future.exception()  # retrieved here: a caller may have gone
+        for future in self.session.drain():
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # retrieved here: a caller may have gone
 
     # -- the supervisor ----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        attempt = 0
-        reason = ""
         while not self._closing:
-            limited = False
             connected_at = time.monotonic()
             try:
-                await self._session()
+                await self._connection()
             except _Ended as end:
-                if end.fatal is not None:
-                    self._fatal(end.fatal)
-                    return
-                reason = f"closed {end.code}" + (f" ({end.reason})" if end.reason else "")
-                limited = end.code == LIMITED_CLOSE
+                ending = end.ending
+            except InvalidStatus as exc:
+                ending = ClientSession.rejected(exc.response.status_code, _describe(exc))
             except (OSError, TimeoutError, WebSocketException) as exc:
-                reason = _describe(exc)
-                if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
-                    self._fatal(
-                        auth_error_for_close(4100, f"HTTP {exc.response.status_code}")
-                        or ConnectionLost(reason)
-                    )
-                    return
+                ending = ClientSession.failed(_describe(exc))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.exception("link %d failed", self.index)
-                reason = _describe(exc)
+                ending = ClientSession.failed(_describe(exc))
+            if ending.verdict is Verdict.FATAL:
+                assert ending.error is not None
+                self._fatal(ending.error)
+                return
             self._ready.clear()
             self._fail_pending(_Retry())
             if self._closing:
@@ -326,23 +326,18 @@ class Link:
                 # Data may be missing from the last frame received on; the
                 # outage is named for what ended the connection, not for the
                 # failed attempts after it.
-                self._outage = (self._last_frame_wall, reason)
-            if time.monotonic() - connected_at >= self.options.backoff.reset_after_s:
-                attempt = 0
-            attempt += 1
-            max_attempts = self.options.backoff.max_attempts
-            if (
-                not self._opened.done()
-                or not self.options.reconnect
-                or (max_attempts is not None and attempt > max_attempts)
-            ):
-                kind = ConnectionLimited if limited else ConnectionLost
-                self._fatal(kind(f"connection {self.index} lost: {reason}"))
+                self._outage = (self._last_frame_wall, ending.reason)
+            step = self.session.next_step(
+                ending, opened=self._opened.done(), uptime=time.monotonic() - connected_at
+            )
+            if isinstance(step, GiveUp):
+                self._fatal(step.error)
                 return
-            self._set_state(ConnectionState.RECONNECTING, reason)
-            delay = self.options.backoff.delay(attempt, limited=limited, rng=self._rng)
-            logger.info("link %d: %s; reconnecting in %.2f s", self.index, reason, delay)
-            await asyncio.sleep(delay)
+            self._set_state(ConnectionState.RECONNECTING, ending.reason)
+            logger.info(
+                "link %d: %s; reconnecting in %.2f s", self.index, ending.reason, step.delay
+            )
+            await asyncio.sleep(step.delay)
 
     def _fatal(self, error: BaseException) -> None:
         self._failure = error
@@ -354,7 +349,7 @@ class Link:
         self._set_state(ConnectionState.FAILED, str(error), error=error)
         self._host.on_fatal(error)
 
-    async def _session(self) -> None:
+    async def _connection(self) -> None:
         """One connection, from the handshake to its end (always raises)."""
         opts = self.options
         ws = await ws_connect(
@@ -368,6 +363,7 @@ class Link:
         )
         self._ws = ws
         self.connects += 1
+        self.session.connected()
         try:
             await self._welcome(ws)
             self._silent = False
@@ -401,8 +397,7 @@ class Link:
                 ws.transport.abort()
 
     async def _welcome(self, ws: ClientConnection) -> None:
-        """Read the ``welcome``; an error frame or a close before it ends the session."""
-        auth_error: BaseException | None = None
+        """Read the ``welcome``; an error frame or a close before it ends the connection."""
         try:
             async with asyncio.timeout(self.options.open_timeout_s):
                 while True:
@@ -413,41 +408,32 @@ class Link:
                     env = self._host.decoder.envelope(frame)
                     if env is None:
                         continue
-                    if env.type == "welcome":
+                    interval = self.session.welcome(env)
+                    if interval is not None:
                         self._touch(received)
-                        interval = self.options.ping_interval_s
-                        if interval is None and env.ping_interval_ms:
-                            interval = env.ping_interval_ms / 1000
-                        self._ping_interval_s = interval or 10.0
+                        self._ping_interval_s = interval
                         return
-                    if env.type == "error" and env.status is not None:
-                        auth_error = error_for_status(env.status)
         except ConnectionClosed as exc:
-            raise self._ended_by(exc, auth_error) from None
+            raise self._ended_by(exc) from None
 
     def _ended(self, ws: ClientConnection, reader: asyncio.Task[None]) -> _Ended:
         exc = reader.exception() if reader.done() and not reader.cancelled() else None
         if isinstance(exc, _Ended):
             return exc
         if isinstance(exc, ConnectionClosed):
-            return self._ended_by(exc, None)
+            return self._ended_by(exc)
         if self._silent:
-            return _Ended(1006, "silence: no frame within the watchdog limit")
-        code = ws.close_code if ws.close_code is not None else 1006
-        return _Ended(code, ws.close_reason or "")
+            return _Ended(SILENCE)
+        code = ws.close_code if ws.close_code is not None else ABNORMAL
+        return _Ended(self.session.closed(code, ws.close_reason or ""))
 
-    def _ended_by(self, exc: ConnectionClosed, auth_error: BaseException | None) -> _Ended:
+    def _ended_by(self, exc: ConnectionClosed) -> _Ended:
         if self._silent:
-            return _Ended(1006, "silence: no frame within the watchdog limit")
+            return _Ended(SILENCE)
         rcvd = exc.rcvd
-        code = rcvd.code if rcvd is not None else 1006
-        reason = rcvd.reason if rcvd is not None else "connection lost"
-        fatal: BaseException | None = auth_error_for_close(code, reason)
-        if isinstance(auth_error, AuthError):
-            fatal = auth_error  # the error frame names the cause more precisely than 4100
-        elif isinstance(auth_error, ConnectionLimited):
-            code = LIMITED_CLOSE
-        return _Ended(code, reason, fatal)
+        if rcvd is None:
+            return _Ended(self.session.closed(None))
+        return _Ended(self.session.closed(rcvd.code, rcvd.reason))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -458,7 +444,7 @@ class Link:
     async def _read(self, ws: ClientConnection) -> None:
         host = self._host
         decoder = host.decoder
-        fatal: BaseException | None = None
+        refused = False
         try:
             async for frame in ws:
                 received = time.time()
@@ -472,7 +458,7 @@ class Link:
                     if env is None:
                         continue
                     if env.type != "data":
-                        fatal = self._control(env) or fatal
+                        refused = self._control(env) or refused
                         continue
                     push = decoder.push(env, received)
                     if push is None:
@@ -485,40 +471,26 @@ class Link:
                         self._blocked = False
                         self._last_frame = time.monotonic()
         except ConnectionClosed as exc:
-            raise self._ended_by(exc, fatal) from None
+            raise self._ended_by(exc) from None
         finally:
             # Requests in flight will never be answered on this connection.
             self._fail_pending(_Retry())
-        if fatal is not None:
-            raise _Ended(ws.close_code or 1000, ws.close_reason or "", fatal)
+        if refused:
+            raise _Ended(self.session.closed(ws.close_code or 1000, ws.close_reason or ""))
 
-    def _control(self, env: Envelope) -> AuthError | None:
-        """Handle a frame that is not a push; returns an auth error that ends the link."""
-        if env.type == "ack":
-            self._answer(env)
-        elif env.type == "error":
-            waiting = self._pending.get(env.id) if env.id is not None else None
-            error = error_for_status(env.status or {})
-            if waiting is not None and not waiting.future.done():
-                waiting.future.set_exception(error)
-            elif isinstance(error, AuthError):
-                return error  # 1010 and friends: the close that follows is final
-            else:
-                logger.warning("link %d: server error %s", self.index, error)
-        # pong, welcome and unknown types only prove the link is alive
-        return None
-
-    def _answer(self, env: Envelope) -> None:
-        if env.sub_count is not None:
-            self.sub_count = env.sub_count
-        if env.sub_limit is not None:
-            self.sub_limit = env.sub_limit
-        waiting = self._pending.get(env.id) if env.id is not None else None
-        if waiting is None or waiting.future.done():
-            return
-        if waiting.on_ack is not None:
-            waiting.on_ack(env)
-        waiting.future.set_result(env)
+    def _control(self, env: Envelope) -> bool:
+        """Handle a frame that is not a push; ``True``: the key was refused, the link ends."""
+        outcome = self.session.receive(env)
+        if isinstance(outcome, Answer):
+            future, result = outcome.waiter, outcome.result
+            if not future.done():
+                if isinstance(result, Envelope):
+                    future.set_result(result)
+                else:
+                    future.set_exception(result)
+        elif isinstance(outcome, Notice):
+            logger.warning("link %d: server error %s", self.index, outcome.error)
+        return isinstance(outcome, Refused)
 
     async def _keep_alive(self, ws: ClientConnection) -> None:
         """JSON pings every interval; aborts the connection when nothing arrives for too long."""
@@ -532,7 +504,7 @@ class Link:
             if now >= next_ping:
                 next_ping = now + interval
                 with contextlib.suppress(ConnectionClosed):
-                    await ws.send(_encode({"id": self._host.next_id(), "method": "ping"}).decode())
+                    await ws.send(self.session.ping())
             # While the reader waits for room in the buffer it reads nothing; that is
             # the application's pace, not a dead server.
             if not self._blocked and now - self._last_frame > limit:
@@ -551,20 +523,18 @@ class Link:
         drops again mid-way loses none of them; only what the server refuses is
         dropped (and reported).
         """
-        groups = buckets(list(self.items))
-        if not groups:
+        plan = restore_plan(self.items)
+        if not plan:
             return
         ws = self._ws
         assert ws is not None
         deadline = time.monotonic() + self.options.request_timeout_s
         results = await asyncio.gather(
-            *(
-                self._exchange(ws, self._resubscription(members), None, deadline)
-                for members in groups
-            ),
+            *(self._exchange(ws, step.message, None, deadline) for step in plan),
             return_exceptions=True,
         )
-        for members, result in zip(groups, results, strict=True):
+        for step, result in zip(plan, results, strict=True):
+            members = step.members
             if isinstance(result, _Retry | ConnectionClosed):
                 raise _Retry from None
             if isinstance(result, RequestTimeout):
@@ -575,11 +545,6 @@ class Link:
                     self._host.on_restore_error(self.index, item, result)
             elif isinstance(result, BaseException):
                 raise result
-
-    @staticmethod
-    def _resubscription(members: list[Item]) -> dict[str, Any]:
-        channel, params = request_of(members)
-        return {"method": "subscribe", "channel": channel, "params": params}
 
     # -- state ---------------------------------------------------------------------------------
 

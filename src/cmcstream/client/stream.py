@@ -21,11 +21,12 @@ from typing import Any
 
 from cmcstream.client.backoff import Backoff
 from cmcstream.client.buffer import Overflow, PushBuffer
-from cmcstream.client.dedupe import DEDUPED_CHANNELS, Deduper
+from cmcstream.client.dedupe import Deduper
 from cmcstream.client.frames import Ack, Envelope, FrameDecoder, Numbers, Push
 from cmcstream.client.items import Item, request_of, split
 from cmcstream.client.link import ConnectionState, Link, LinkOptions, Outage, StateChange
 from cmcstream.exceptions import CapacityError, CMCStreamError, MissingKey, StreamClosed
+from cmcstream.protocol.channels import DEDUPED_CHANNELS
 
 __all__ = ["DEFAULT_URL", "Stream", "connect"]
 

@@ -25,7 +25,9 @@ from cmcstream.protocol.platforms import AddressKind, Platform, PlatformTable
 
 __all__ = [
     "CHANNELS",
+    "DEDUPED_CHANNELS",
     "KLINE_INTERVALS",
+    "LATEST_VALUE_CHANNELS",
     "UNIQUE_TRADER_INTERVALS",
     "ChannelRegistry",
     "ChannelSpec",
@@ -65,15 +67,45 @@ class ChannelSpec:
             also the identity order and the order 2401 reports the first
             missing one in).
         holders_only: limited to the platforms that support holder data (§8).
+        latest_value: every push is a snapshot: a newer push of the same
+            identity (and the same ``variant_fields`` values) supersedes an
+            older one, so a slow reader may skip to the newest. Event channels
+            (swaps, liquidity events, closed candles and intervals) are not.
+        variant_fields: payload fields that, beside the identity, tell which
+            older push a newer one supersedes: a holder channel pushes several
+            variants (``tp``) per identity, and a wallet one per token (``a``).
+        deduped: one event can arrive twice (once per subscribed token of its
+            pool, §8); its identity is ``pid``, ``tx`` and the log index
+            (``lgid`` on EVM chains, ``iix`` on Solana, §14).
     """
 
     name: str
     params: tuple[ParamSpec, ...]
     holders_only: bool = False
+    latest_value: bool = False
+    variant_fields: tuple[str, ...] = ()
+    deduped: bool = False
 
     @property
     def onchain(self) -> bool:
         return self.name.startswith("onchain@")
+
+    @property
+    def list_param(self) -> str | None:
+        """The param that may hold several items (one subscription each), if any."""
+        return next(
+            (p.name for p in self.params if p.kind in (ParamKind.IDS, ParamKind.ADDRESSES)),
+            None,
+        )
+
+    @property
+    def collapsible(self) -> bool:
+        """Whether the newest push of a topic supersedes every older one of it whole.
+
+        True for latest-value channels without variants: a server may then
+        send a slow reader only the newest push per topic.
+        """
+        return self.latest_value and not self.variant_fields
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -152,32 +184,48 @@ _PLATFORM = ParamSpec("platform_id", ParamKind.PLATFORM)
 _ADDRESS = ParamSpec("address", ParamKind.ADDRESSES)
 
 
-def _token_channel(name: str, *, holders_only: bool = False) -> ChannelSpec:
-    return ChannelSpec(name, (_PLATFORM, _ADDRESS), holders_only)
+def _token_channel(name: str, **traits: Any) -> ChannelSpec:
+    return ChannelSpec(name, (_PLATFORM, _ADDRESS), **traits)
 
 
 CHANNELS: Final[tuple[ChannelSpec, ...]] = (
-    ChannelSpec("market@crypto_latest_price", (ParamSpec("crypto_ids", ParamKind.IDS),)),
-    _token_channel("onchain@token_agg_event"),
-    _token_channel("onchain@transaction"),
-    _token_channel("onchain@liquidity_event"),
+    ChannelSpec(
+        "market@crypto_latest_price",
+        (ParamSpec("crypto_ids", ParamKind.IDS),),
+        latest_value=True,
+    ),
+    # The token's aggregated price and liquidity as of its latest swap (§9.2).
+    _token_channel("onchain@token_agg_event", latest_value=True),
+    _token_channel("onchain@transaction", deduped=True),
+    _token_channel("onchain@liquidity_event", deduped=True),
     ChannelSpec(
         "onchain@kline",
         (_PLATFORM, _ADDRESS, ParamSpec("interval", ParamKind.INTERVAL, KLINE_INTERVALS)),
     ),
-    _token_channel("onchain@token_metric"),
-    ChannelSpec("onchain@pool_metric", (_PLATFORM, ParamSpec("pool_address", ParamKind.ADDRESSES))),
+    _token_channel("onchain@token_metric", latest_value=True),
+    ChannelSpec(
+        "onchain@pool_metric",
+        (_PLATFORM, ParamSpec("pool_address", ParamKind.ADDRESSES)),
+        latest_value=True,
+    ),
     ChannelSpec(
         "onchain@unique_trader",
         (_PLATFORM, _ADDRESS, ParamSpec("interval", ParamKind.INTERVAL, UNIQUE_TRADER_INTERVALS)),
     ),
-    _token_channel("onchain@holders_metrics", holders_only=True),
+    _token_channel(
+        "onchain@holders_metrics", holders_only=True, latest_value=True, variant_fields=("tp",)
+    ),
     ChannelSpec(
         "onchain@holder_wallet_update",
         (_PLATFORM, ParamSpec("wallet_address", ParamKind.ADDRESSES)),
         holders_only=True,
+        latest_value=True,
+        variant_fields=("tp", "a"),
     ),
 )
+
+LATEST_VALUE_CHANNELS: Final = frozenset(spec.name for spec in CHANNELS if spec.latest_value)
+DEDUPED_CHANNELS: Final = frozenset(spec.name for spec in CHANNELS if spec.deduped)
 
 _EVM = re.compile(r"0x[0-9a-fA-F]{40}")
 _BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]+")

@@ -37,6 +37,7 @@ from websockets.http11 import Request
 
 from cmcstream.protocol.billing import Account
 from cmcstream.protocol.codes import CloseCode, ErrorCode
+from cmcstream.protocol.handshake import API_KEY_HEADER as HEADER
 from cmcstream.protocol.plans import PLANS, Plan
 from cmcstream.server.keystore import KeyRecord, KeyStatus
 
@@ -50,7 +51,6 @@ __all__ = [
     "api_key_of",
 ]
 
-HEADER = "X-CMC_PRO_API_KEY"
 QUERY_PARAM = "CMC_PRO_API_KEY"
 
 
