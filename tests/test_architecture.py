@@ -7,14 +7,11 @@ feed and the gateway meet only at the bus, so either runs without the other
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
-import cmcstream
-
-ROOT = Path(cmcstream.__file__).parent
+from tests.test_layering import ROOT, imports
 
 
 def module_name(path: Path) -> str:
@@ -24,21 +21,16 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def is_module(name: str) -> bool:
+    path = ROOT.parent / name.replace(".", "/")
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
 def imported_modules(path: Path) -> set[str]:
     """The cmcstream modules ``path`` imports (a ``from pkg import sub`` counts as ``pkg.sub``)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            for alias in node.names:
-                candidate = f"{node.module}.{alias.name}"
-                if (ROOT.parent / candidate.replace(".", "/")).with_suffix(".py").is_file() or (
-                    ROOT.parent / candidate.replace(".", "/") / "__init__.py"
-                ).is_file():
-                    found.add(candidate)
-    return {name for name in found if name == "cmcstream" or name.startswith("cmcstream.")}
+    found = imports(path, names=True)
+    found |= {name.rpartition(".")[0] for name in found if not is_module(name)}
+    return {name for name in found if is_module(name) and name.startswith("cmcstream")}
 
 
 GRAPH = {module_name(p): imported_modules(p) for p in sorted(ROOT.rglob("*.py"))}

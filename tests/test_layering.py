@@ -28,13 +28,16 @@ FORBIDDEN = (
 )
 
 
-def imports(path: Path) -> set[str]:
+def imports(path: Path, *, names: bool = False) -> set[str]:
+    """Every module ``path`` imports; with ``names``, also ``module.name`` of each from-import."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
+            if names:
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
 
 

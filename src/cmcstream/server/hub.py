@@ -6,14 +6,14 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from cmcstream.bus.base import Bus
-from cmcstream.protocol.channels import Subscription
+from cmcstream.protocol.channels import CHANNELS, Subscription
 from cmcstream.server.frames import text_frame
 from cmcstream.server.writer import Outbox
 
 __all__ = ["COLLAPSIBLE_CHANNELS", "Hub"]
 
 # Channels whose every push is a full snapshot, so a slow reader may skip to the newest.
-COLLAPSIBLE_CHANNELS: Final = frozenset({"market@crypto_latest_price"})
+COLLAPSIBLE_CHANNELS: Final = frozenset(spec.name for spec in CHANNELS if spec.collapsible)
 
 
 class Hub:
