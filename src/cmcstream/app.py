@@ -8,8 +8,10 @@ several gateways.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
+from cmcstream import heap
 from cmcstream.bus.base import Bus
 from cmcstream.bus.memory import MemoryBus
 from cmcstream.clock import Clock
@@ -57,6 +59,7 @@ class App:
                 raise ValueError("a gateway needs a key store")
             extra = self.feed.health if self.feed is not None else None
             self.gateway = Gateway(config, store, self.bus, wall=wall, health=extra)
+        self._gc: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect the bus, build the feed's history, then start listening."""
@@ -65,14 +68,28 @@ class App:
             await self.feed.start()
         if self.gateway is not None:
             await self.gateway.start()
+        if self.config.tune_gc:
+            # Once the long-lived start-up state (history, the DEX world) is built.
+            self._gc = asyncio.get_running_loop().create_task(self._collect(heap.settle()))
 
     async def shutdown(self) -> None:
         """Stop the feed, close the gateway's connections, save usage, release the bus."""
+        if self._gc is not None:
+            self._gc.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gc
         if self.feed is not None:
             await self.feed.stop()
         if self.gateway is not None:
             await self.gateway.shutdown()
         await self.bus.aclose()
+
+    @staticmethod
+    async def _collect(collector: heap.Collector) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            collector.tick(loop.time())
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down gracefully."""

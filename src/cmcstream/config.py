@@ -69,8 +69,9 @@ class ServerConfig:
             connection is dropped.
         shutdown_timeout_s: how long a graceful shutdown waits for connections.
         tune_gc: after start-up, move the long-lived heap (market history, the
-            DEX world) out of the collector's sight and collect the young
-            generation less often. For a server process; tests leave it off.
+            DEX world) out of the collector's sight, collect the young
+            generation less often and the middle one on a clock
+            (:mod:`cmcstream.heap`). For a server process; tests leave it off.
         backlog: the listening socket's accept queue. Clients that reconnect
             together after a restart arrive together; a short queue drops
             their SYNs and each dropped one waits a second to retry.

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cmcstream import heap
 from cmcstream.bus.base import Bus
 from cmcstream.clock import Clock, SimClock, SystemClock
 from cmcstream.config import ServerConfig
@@ -108,8 +107,6 @@ class Feed:
         for quotes, events in batches:
             self._prices = dict(quotes)
             self.onchain.engine.apply_many(events)
-        if self.config.tune_gc:
-            heap.settle()
         self.bus.set_interest(self._watch, self._unwatch)
         loop = asyncio.get_running_loop()
         cadence, step = self.config.fast_cadence_ms, self.config.onchain_step_ms

@@ -20,11 +20,14 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.typing import Subprotocol
 
+from cmcstream.server.wsconn import CycleFreeConnection
+
 __all__ = ["ActivityConnection", "echo_subprotocol", "tls_context"]
 
 
-class ActivityConnection(ServerConnection):
-    """A server connection that notes when it last received anything at all.
+class ActivityConnection(CycleFreeConnection):
+    """A server connection that notes when it last received anything at all (and ends
+    in no reference cycle, see :mod:`cmcstream.server.wsconn`).
 
     Every frame counts as client activity (§3.5), RFC 6455 control pings
     included: libraries keep connections alive that way, and those frames

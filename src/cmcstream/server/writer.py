@@ -214,8 +214,14 @@ class Outbox:
         self._on_overflow(self)
 
     def discard(self) -> None:
-        """Drop whatever is still queued (the connection is gone)."""
+        """Drop whatever is still queued and let go of the connection (it is gone).
+
+        The callbacks are the connection's bound methods: kept, they would hold
+        it, its socket and its session in a cycle only the collector frees.
+        """
         self._clear()
+        self._on_overflow = _ignore
+        self._on_slow = None
 
     def _clear(self) -> None:
         if self._meter is not None:
@@ -225,6 +231,10 @@ class Outbox:
         self.pending.clear()
         self._replies = 0
         self._latest.clear()
+
+
+def _ignore(outbox: Outbox) -> None:
+    return None
 
 
 class FlushScheduler:
