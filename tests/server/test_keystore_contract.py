@@ -26,13 +26,17 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from websockets.sync.client import connect
 
+from cmcstream.cli import main
 from cmcstream.server.auth import HEADER
 from cmcstream.server.keystore import KeyStore
 from cmcstream.server.keystore_pg import PostgresKeyStore
 from cmcstream.server.store import AsyncStore, KeyStatus, Store, month_of, open_store
 from cmcstream.server.usage import UsageLedger
+from cmcstream.testing import running_server
+from tests.server.conftest import closed_with, dial, recv_json, request, welcomed
 
 MONTH = "2026-12"
 DEC = 1_796_083_200_000  # 2026-12-01T00:00Z
@@ -421,9 +425,50 @@ def test_the_url_names_the_schema_and_hides_the_password() -> None:
     assert shown == "postgresql://u:***@db:5432/keys?sslmode=require"
 
 
+def test_an_unreachable_server_is_a_clear_cli_error() -> None:
+    url = "postgresql://127.0.0.1:1/test?connect_timeout=2"  # nothing listens on port 1
+    result = CliRunner().invoke(main, ["keys", "list", "--db", url])
+    assert result.exit_code == 1
+    assert "PostgreSQL at postgresql://127.0.0.1:1/test" in result.output
+    assert "Traceback" not in result.output
+
+
 # -- end to end ----------------------------------------------------------------------------------
 
 
+async def test_a_gateway_on_postgres_bills_as_it_goes_and_sees_keys_disabled(
+    pg: tuple[Backend, str],
+) -> None:
+    backend, _ = pg
+    store = backend.store()
+    cli = CliRunner()
+    created = cli.invoke(main, ["keys", "create", "--db", backend.location, "--name", "gw"])
+    assert created.exit_code == 0, created.output
+    key = created.output.strip()
+    month = month_of(time.time_ns() // 1_000_000)
+    async with running_server(store=store, speed=100, usage_flush_s=0.2, key_recheck_s=0.2) as node:
+        async with dial(node.url, key) as ws:
+            await welcomed(ws)
+            subscribe = {"method": "subscribe", "channel": "market@crypto_latest_price"}
+            ack = await request(ws, {"id": 1, **subscribe, "params": {"crypto_ids": [1]}})
+            assert ack["type"] == "ack"
+            assert (await recv_json(ws))["type"] == "data"
+            for _ in range(100):  # written while the client is connected, within 5 s
+                usage = await asyncio.to_thread(store.usage, key, month)
+                if usage.messages:
+                    break
+                await asyncio.sleep(0.05)
+            assert usage.milli > 0
+            assert usage.messages > 0
+            disabled = await asyncio.to_thread(
+                cli.invoke, main, ["keys", "disable", key, "--db", backend.location]
+            )
+            assert disabled.exit_code == 0, disabled.output
+            code, _ = await closed_with(ws)
+            assert code == 4101
+
+
+@pytest.mark.slow
 def test_keys_created_by_the_cli_serve_clients_and_their_usage_lands_in_postgres(
     pg: tuple[Backend, str],
 ) -> None:

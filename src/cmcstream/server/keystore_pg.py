@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from cmcstream.server.store import (
@@ -56,7 +57,6 @@ class _Statements:
         ns = sql.Identifier(schema)
         keys = sql.SQL("{}.keys").format(ns)
         usage = sql.SQL("{}.usage").format(ns)
-        self.tables = (f"{schema}.keys", f"{schema}.usage")
         self.ddl = [
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ns),
             sql.SQL(
@@ -125,10 +125,12 @@ def _split_url(url: str) -> tuple[str, str, str]:
     return conninfo, schema, shown
 
 
-def _connection_kwargs() -> dict[str, Any]:
+def _connection_kwargs(conninfo: str) -> dict[str, Any]:
     # Autocommit: every call states its own transaction, and an idle pooled
-    # connection never holds one open.
-    return {"autocommit": True, "connect_timeout": int(_CONNECT_TIMEOUT_S)}
+    # connection never holds one open. What the URL says wins over the defaults.
+    given = conninfo_to_dict(conninfo)
+    defaults = {"connect_timeout": int(_CONNECT_TIMEOUT_S), "application_name": "cmcstream"}
+    return {"autocommit": True, **{k: v for k, v in defaults.items() if k not in given}}
 
 
 def _lock_timeout(seconds: float) -> sql.Composed:
@@ -161,13 +163,13 @@ class PostgresKeyStore:
         self._lock_timeout_s = lock_timeout_s
         self._pool_size = pool_size
         try:
-            with psycopg.connect(self._conninfo, **_connection_kwargs()) as conn:
+            with psycopg.connect(self._conninfo, **_connection_kwargs(self._conninfo)) as conn:
                 self._create_schema(conn)
         except psycopg.Error as exc:
             raise StoreUnavailable(f"PostgreSQL at {self._shown}: {exc}") from None
         self._pool = ConnectionPool(
             self._conninfo,
-            kwargs=_connection_kwargs(),
+            kwargs=_connection_kwargs(self._conninfo),
             min_size=1,
             max_size=pool_size,
             open=True,
@@ -187,10 +189,11 @@ class PostgresKeyStore:
 
     def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
         found = conn.execute(
-            "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
-            self._sql.tables,
+            "SELECT COUNT(*) FROM pg_tables"
+            " WHERE schemaname = %s AND tablename IN ('keys', 'usage')",
+            (self._sql.schema,),
         ).fetchone()
-        if found is not None and found[0]:
+        if found is not None and found[0] == 2:
             return
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._sql.ddl_lock,))
@@ -304,7 +307,7 @@ class PostgresAsyncStore:
         self._lock_timeout_s = lock_timeout_s
         self._pool = AsyncConnectionPool(
             conninfo,
-            kwargs=_connection_kwargs(),
+            kwargs=_connection_kwargs(conninfo),
             min_size=1,
             max_size=pool_size,
             open=False,
