@@ -375,7 +375,15 @@ def terminate(schema: str, *, waiting_on_lock: bool = False) -> int:
     return len(rows)
 
 
-async def test_a_killed_connection_fails_its_write_and_the_next_reconnects(
+async def killed_while_waiting(schema: str, times: int) -> None:
+    """Kill the store's connections waiting for a lock, ``times`` times, within 10 s."""
+    async with asyncio.timeout(10):
+        while times:
+            times -= await asyncio.to_thread(terminate, schema, waiting_on_lock=True)
+            await asyncio.sleep(0.01)
+
+
+async def test_a_write_killed_before_it_commits_lands_once_on_a_new_connection(
     pg: tuple[Backend, str],
 ) -> None:
     backend, schema = pg
@@ -388,16 +396,39 @@ async def test_a_killed_connection_fails_its_write_and_the_next_reconnects(
         assert account.take(1200)
         with backend.hold_usage_lock(record.key, MONTH):
             flush = asyncio.create_task(ledger.flush())
-            for _ in range(250):  # until the write waits for the lock, at most 5 s
-                if await asyncio.to_thread(terminate, schema, waiting_on_lock=True):
-                    break
-                await asyncio.sleep(0.02)
-            else:
-                pytest.fail("the write never waited for the lock")
-            assert not await asyncio.wait_for(flush, 5)
+            await killed_while_waiting(schema, 1)
+            await asyncio.sleep(0.1)
+            assert not flush.done()  # tried again, waiting for the lock again
+        assert await asyncio.wait_for(flush, 5)
+        assert ledger.failed_flushes == 0
+    finally:
+        await aio.aclose()
+    assert store.usage(record.key, MONTH).milli == 1200  # once, not twice
+
+
+async def test_a_write_killed_on_every_try_fails_and_the_next_reconnects(
+    pg: tuple[Backend, str],
+) -> None:
+    backend, schema = pg
+    store = backend.store()
+    record = store.create(credits=10)
+    aio = store.open_async()
+    ledger = UsageLedger(aio)
+    try:
+        account = await ledger.account(record, DEC)
+        assert account.take(1200)
+        with backend.hold_usage_lock(record.key, MONTH):
+            flush = asyncio.create_task(ledger.flush())
+            killer = asyncio.create_task(killed_while_waiting(schema, 1000))
+            saved = await asyncio.wait_for(flush, 10)
+            killer.cancel()
+        assert not saved
+        assert ledger.failed_flushes == 1
         assert ledger.unsaved == (1200, 0)
         # Every pooled connection dies too (a server restart); the next calls reconnect.
-        assert await asyncio.to_thread(terminate, schema) >= 1
+        await asyncio.to_thread(terminate, schema)
+        assert (await aio.usage(record.key, MONTH)).milli == 0
+        await asyncio.to_thread(terminate, schema)
         assert account.take(300)
         assert await asyncio.wait_for(ledger.flush(), 10)
         assert ledger.unsaved == (0, 0)
@@ -423,6 +454,11 @@ def test_the_url_names_the_schema_and_hides_the_password() -> None:
     conninfo, schema, shown = _split_url("postgresql://u:secret@db:5432/keys?sslmode=require")
     assert (conninfo, schema) == ("postgresql://u:secret@db:5432/keys?sslmode=require", "cmcstream")
     assert shown == "postgresql://u:***@db:5432/keys?sslmode=require"
+    options = "options=-c%20search_path%3Dx"
+    assert _split_url(f"postgresql://db/k?schema=s&{options}")[:2] == (
+        f"postgresql://db/k?{options}",
+        "s",
+    )
 
 
 def test_an_unreachable_server_is_a_clear_cli_error() -> None:

@@ -4,14 +4,14 @@
 their own schema, ``cmcstream`` unless the URL says ``?schema=NAME``, and are
 created on first use. Several gateways may start at once and write the same
 keys' usage at once: creation is serialised by an advisory lock, and usage
-deltas are added by ``INSERT … ON CONFLICT DO UPDATE`` in key order, so
+deltas are added by one ``INSERT … ON CONFLICT DO UPDATE`` in key order, so
 concurrent batches neither lose an update nor deadlock.
 
 :class:`PostgresKeyStore` is the blocking face (a small thread-safe pool);
 :meth:`PostgresKeyStore.open_async` gives the gateway's, on psycopg's asyncio
-connections, so usage writes and key look-ups never block its event loop. Each
-connection is checked before use, so a restarted server or a killed backend
-costs at most the call that was running on it.
+connections, so usage writes and key look-ups never block its event loop. A
+restarted server or a killed backend costs no call that can safely run again
+on a new connection (see :class:`PostgresAsyncStore`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import builtins
 import zlib
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -93,19 +93,22 @@ class _Statements:
         self.usage = sql.SQL("SELECT milli, messages FROM {} WHERE key = %s AND month = %s").format(
             usage
         )
+        # One statement for the whole batch. Its rows are locked in key order
+        # by every writer, so two gateways adding to the same keys wait for
+        # each other instead of deadlocking.
         self.add_usage = sql.SQL(
-            "INSERT INTO {} AS u (key, month, milli, messages) VALUES (%s, %s, %s, %s) "
+            "INSERT INTO {} AS u (key, month, milli, messages) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) "
+            "ORDER BY 1, 2 "
             "ON CONFLICT (key, month) DO UPDATE SET "
             "milli = u.milli + EXCLUDED.milli, messages = u.messages + EXCLUDED.messages"
         ).format(usage)
 
 
-def _usage_rows(deltas: UsageDeltas) -> list[tuple[str, str, int, int]]:
-    # Rows locked in one order by every writer: two gateways adding to the
-    # same keys wait for each other instead of deadlocking.
-    return sorted(
-        (key, month, milli, messages) for (month, key), (milli, messages) in deltas.items()
-    )
+def _usage_arrays(deltas: UsageDeltas) -> tuple[builtins.list[Any], ...]:
+    """``add_usage``'s parameters: keys, months, milli-credits and messages."""
+    rows = [(key, month, milli, n) for (month, key), (milli, n) in deltas.items()]
+    return tuple(builtins.list(column) for column in zip(*rows, strict=True))
 
 
 def _split_url(url: str) -> tuple[str, str, str]:
@@ -115,7 +118,8 @@ def _split_url(url: str) -> tuple[str, str, str]:
     schema = next((value for name, value in query if name == "schema"), DEFAULT_SCHEMA)
     if not schema:
         raise StoreUnavailable(f"empty schema in {url!r}")
-    rest = urlencode([(name, value) for name, value in query if name != "schema"])
+    # libpq decodes %XX but not "+": spaces (in ``options``) must stay %20.
+    rest = urlencode([(name, value) for name, value in query if name != "schema"], quote_via=quote)
     conninfo = urlunsplit(parts._replace(query=rest))
     netloc = parts.netloc
     if parts.password is not None:
@@ -290,14 +294,19 @@ class PostgresKeyStore:
     def add_usage(self, deltas: UsageDeltas) -> None:
         if not deltas:
             return
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
-            cursor.executemany(self._sql.add_usage, _usage_rows(deltas))
+        with self._pool.connection() as conn:
+            conn.execute(self._sql.add_usage, _usage_arrays(deltas))
 
 
 class PostgresAsyncStore:
     """The gateway's face of a :class:`PostgresKeyStore`, on asyncio connections.
 
-    Its pool opens on the first call, in the loop that makes it.
+    Its pool opens on the first call, in the loop that makes it. Connections
+    are not checked before use (that would double every look-up's round
+    trips); a call that finds its connection dead runs again on another,
+    which is safe because nothing it did was committed: reads, and writes
+    that fail before ``COMMIT``. A write that fails on its ``COMMIT`` is not
+    tried again (it may have been applied) and raises.
     """
 
     def __init__(
@@ -305,6 +314,9 @@ class PostgresAsyncStore:
     ) -> None:
         self._sql = statements
         self._lock_timeout_s = lock_timeout_s
+        # Every pooled connection may be dead (a server restart): one more try
+        # than there are of them reaches a new one.
+        self._tries = pool_size + 1
         self._pool = AsyncConnectionPool(
             conninfo,
             kwargs=_connection_kwargs(conninfo),
@@ -312,7 +324,6 @@ class PostgresAsyncStore:
             max_size=pool_size,
             open=False,
             configure=self._configure,
-            check=AsyncConnectionPool.check_connection,
             timeout=_CONNECT_TIMEOUT_S,
             name="cmcstream-keys-async",
         )
@@ -330,33 +341,49 @@ class PostgresAsyncStore:
                     self._opened = True
         return self._pool
 
-    async def get(self, key: str) -> KeyRecord | None:
+    async def _read(self, query: sql.Composed, params: tuple[Any, ...]) -> builtins.list[Any]:
         pool = await self._ready()
-        async with pool.connection() as conn:
-            row = await (await conn.execute(self._sql.get, (key,))).fetchone()
-        return None if row is None else record_of(row)
+        for attempt in range(self._tries):
+            async with pool.connection() as conn:
+                try:
+                    return await (await conn.execute(query, params)).fetchall()
+                except psycopg.OperationalError:
+                    if not conn.broken or attempt + 1 == self._tries:
+                        raise
+            # The pool drops the dead connection on the way out.
+        raise AssertionError("unreachable")
+
+    async def get(self, key: str) -> KeyRecord | None:
+        rows = await self._read(self._sql.get, (key,))
+        return record_of(rows[0]) if rows else None
 
     async def find(self, keys: Iterable[str]) -> dict[str, KeyRecord]:
         wanted = list(keys)
         if not wanted:
             return {}
-        pool = await self._ready()
-        async with pool.connection() as conn:
-            rows = await (await conn.execute(self._sql.find, (wanted,))).fetchall()
+        rows = await self._read(self._sql.find, (wanted,))
         return {row[0]: record_of(row) for row in rows}
 
     async def usage(self, key: str, month: str) -> Usage:
-        pool = await self._ready()
-        async with pool.connection() as conn:
-            row = await (await conn.execute(self._sql.usage, (key, month))).fetchone()
-        return Usage(month) if row is None else Usage(month, int(row[0]), int(row[1]))
+        rows = await self._read(self._sql.usage, (key, month))
+        return Usage(month, int(rows[0][0]), int(rows[0][1])) if rows else Usage(month)
 
     async def add_usage(self, deltas: UsageDeltas) -> None:
         if not deltas:
             return
+        params = _usage_arrays(deltas)
         pool = await self._ready()
-        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
-            await cursor.executemany(self._sql.add_usage, _usage_rows(deltas))
+        for attempt in range(self._tries):
+            async with pool.connection() as conn:
+                try:
+                    await conn.execute("BEGIN")
+                    await conn.execute(self._sql.add_usage, params)
+                except psycopg.OperationalError:
+                    if not conn.broken or attempt + 1 == self._tries:
+                        raise
+                    continue  # not committed: safe to do again elsewhere
+                await conn.execute("COMMIT")
+                return
 
     async def aclose(self) -> None:
         if self._opened:
