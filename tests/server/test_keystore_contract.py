@@ -277,7 +277,7 @@ def test_concurrent_batches_from_threads_of_several_stores_sum_exactly(backend: 
 
 
 def test_stores_opened_at_once_on_a_new_database_create_it_once(backend: Backend) -> None:
-    barrier = threading.Barrier(6)
+    barrier = threading.Barrier(12)
 
     def opener(n: int) -> None:
         barrier.wait(timeout=10)
@@ -287,9 +287,9 @@ def test_stores_opened_at_once_on_a_new_database_create_it_once(backend: Backend
         finally:
             store.close()
 
-    with ThreadPoolExecutor(6) as pool:
-        list(pool.map(opener, range(6)))
-    assert backend.store().usage("shared", MONTH).milli == 6
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(opener, range(12)))
+    assert backend.store().usage("shared", MONTH).milli == 12
 
 
 # -- failures and the event loop -----------------------------------------------------------------
@@ -569,3 +569,9 @@ def test_keys_created_by_the_cli_serve_clients_and_their_usage_lands_in_postgres
         [*cli, "keys", "show", key], capture_output=True, text=True, env=env, timeout=60
     )
     assert f"messages:      {usage.messages:,}" in shown.stdout, shown.stdout
+    listed = CliRunner().invoke(main, ["keys", "list", "--db", backend.location])
+    assert key in listed.output
+    assert "professional" in listed.output
+    deleted = CliRunner().invoke(main, ["keys", "delete", key, "--db", backend.location])
+    assert deleted.exit_code == 0, deleted.output
+    assert store.get(key) is None

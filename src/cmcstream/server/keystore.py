@@ -20,6 +20,7 @@ import contextlib
 import functools
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -107,11 +108,24 @@ class KeyStore:
         db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
         )
-        db.execute("PRAGMA journal_mode=WAL")
+        self._use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
             self._open.append(db)
         return db
+
+    def _use_wal(self, db: sqlite3.Connection) -> None:
+        # Switching a new file to WAL answers "locked" at once, without waiting
+        # for the busy timeout, while another process or thread switches it too.
+        deadline = time.monotonic() + self._busy_timeout_s
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005)
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
