@@ -7,7 +7,11 @@ Through each store's async face, as the gateway calls it:
   the p50/p99 of one connect's reads;
 - flush: one usage write of ``--keys`` keys (what the usage loop writes every
   second), repeated: p50/max ms per write;
-- stall: the longest the event loop went without running while those ran.
+- stall: the longest the event loop went without running while those ran;
+- storm: a gateway on the store (``running_server``) takes ``--storm``
+  connections ``--parallel`` at a time, each until ``welcome``, from clients
+  in the same process (so the figure is lower than ``run.py``'s storm, which
+  runs its clients apart; it is the ratio between the stores that counts).
 
 The stores run in turns (SQLite, PostgreSQL, SQLite, …) so both see the same
 machine load. PostgreSQL is ``--postgres`` (a fresh schema, dropped at the
@@ -30,10 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from websockets.asyncio.client import ClientConnection, connect
 
+from cmcstream.server.auth import HEADER
 from cmcstream.server.keystore import KeyStore
 from cmcstream.server.keystore_pg import PostgresKeyStore
 from cmcstream.server.store import AsyncStore, Store
+from cmcstream.testing import running_server
 
 RESULTS = Path(__file__).parent / "results"
 MONTH = "2026-12"
@@ -111,6 +118,26 @@ async def measure(store: Store, keys: list[str], args: argparse.Namespace) -> di
     }
 
 
+async def storm(store: Store, keys: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Connections per second a gateway on ``store`` admits, until ``welcome``."""
+    async with running_server(store=store, universe_size=200) as node:
+        slots = asyncio.Semaphore(args.parallel)
+        opened: list[ClientConnection] = []
+
+        async def one(n: int) -> None:
+            async with slots:
+                # Ten connections per key: the plan's limit.
+                ws = await connect(node.url, additional_headers={HEADER: keys[n // 10]})
+                opened.append(ws)
+                await ws.recv()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(n) for n in range(args.storm)))
+        elapsed = time.perf_counter() - started
+        await asyncio.gather(*(ws.close() for ws in opened))
+    return {"storm_conn_per_s": round(args.storm / elapsed)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres", default="postgresql://127.0.0.1:5432/test")
@@ -119,6 +146,8 @@ def main() -> None:
     parser.add_argument("--connects", type=int, default=2000)
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--flushes", type=int, default=10)
+    parser.add_argument("--storm", type=int, default=1000)
+    parser.add_argument("--parallel", type=int, default=100)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -131,13 +160,16 @@ def main() -> None:
         }
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in stores}
         try:
+            needed = max(args.keys, args.storm // 10 + 1)
             keys = {
-                name: [store.create().key for _ in range(args.keys)]
+                name: [store.create(plan="professional").key for _ in range(needed)]
                 for name, store in stores.items()
             }
             for _ in range(args.rounds):
                 for name, store in stores.items():
-                    runs[name].append(asyncio.run(measure(store, keys[name], args)))
+                    run = asyncio.run(measure(store, keys[name], args))
+                    run.update(asyncio.run(storm(store, keys[name], args)))
+                    runs[name].append(run)
         finally:
             for store in stores.values():
                 store.close()
