@@ -32,12 +32,11 @@ from cmcstream.server.store import (
     Usage,
     UsageDeltas,
     month_of,
-    new_key,
     new_record,
     record_of,
 )
 
-__all__ = ["KeyRecord", "KeyStatus", "KeyStore", "StoreWorker", "Usage", "month_of", "new_key"]
+__all__ = ["KeyRecord", "KeyStatus", "KeyStore", "StoreWorker", "Usage", "month_of"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
