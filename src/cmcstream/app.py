@@ -18,7 +18,7 @@ from cmcstream.clock import Clock
 from cmcstream.config import ServerConfig
 from cmcstream.feed import Feed
 from cmcstream.server.gateway import Gateway
-from cmcstream.server.keystore import KeyStore
+from cmcstream.server.store import Store
 
 __all__ = ["App"]
 
@@ -40,7 +40,7 @@ class App:
     def __init__(
         self,
         config: ServerConfig,
-        store: KeyStore | None = None,
+        store: Store | None = None,
         *,
         bus: Bus | None = None,
         feed: bool = True,

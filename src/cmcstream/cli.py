@@ -21,7 +21,15 @@ from cmcstream.engine import build as engine_build
 from cmcstream.protocol.billing import BillingModel, format_credits
 from cmcstream.protocol.plans import DEFAULT_PLAN, PLANS
 from cmcstream.protocol.session import Counting
-from cmcstream.server.keystore import KeyRecord, KeyStatus, KeyStore, month_of
+from cmcstream.server.store import (
+    KeyRecord,
+    KeyStatus,
+    Store,
+    StoreUnavailable,
+    is_postgres_url,
+    month_of,
+    open_store,
+)
 from cmcstream.version import __version__
 
 if TYPE_CHECKING:
@@ -32,15 +40,20 @@ __all__ = ["main"]
 _db_option = click.option(
     "--db",
     "db",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False),
     default=None,
     envvar="CMCSTREAM_DB",
-    help="Key store (SQLite). Default: keys.db in the user's data directory.",
+    help="Key store: a SQLite file, or a postgresql://USER@HOST:PORT/DBNAME URL"
+    " (?schema=NAME, default cmcstream). Default: keys.db in the user's data directory."
+    " Env: CMCSTREAM_DB.",
 )
 
 
-def _open_store(db: Path | None) -> KeyStore:
-    return KeyStore(db if db is not None else ServerConfig().resolved_db_path)
+def _open_store(db: str | None) -> Store:
+    try:
+        return open_store(db if db is not None else ServerConfig().resolved_db_path)
+    except StoreUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,7 +144,7 @@ def main() -> None:
 def serve(
     host: str,
     port: int,
-    db: Path | None,
+    db: str | None,
     seed: int,
     speed: float,
     start: str | None,
@@ -156,7 +169,7 @@ def serve(
         config = ServerConfig(
             host=host,
             port=port,
-            db_path=db,
+            db_path=None if db is None or is_postgres_url(db) else Path(db),
             seed=seed,
             speed=speed,
             start_ms=None if start is None else _parse_start(start),
@@ -179,7 +192,7 @@ def serve(
             tls_context(tls_cert, tls_key)  # a bad pair fails here, before anything starts
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    store = KeyStore(config.resolved_db_path)
+    store = _open_store(db)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(loop_name)) as runner:
             runner.run(_serve(config, store))
@@ -219,7 +232,7 @@ def _parse_start(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-async def _serve(config: ServerConfig, store: KeyStore) -> None:
+async def _serve(config: ServerConfig, store: Store) -> None:
     from cmcstream.app import App  # the server's imports are only paid by `serve`
 
     demo = _demo_key(store)
@@ -229,7 +242,7 @@ async def _serve(config: ServerConfig, store: KeyStore) -> None:
     click.echo(f"cmcstream {__version__} listening on {node.url}")
     scheme = "http" if config.tls_cert is None else "https"
     click.echo(f"  health:   {scheme}://{config.host}:{node.port}/health")
-    click.echo(f"  key store: {store.path}")
+    click.echo(f"  key store: {store.location}")
     if demo is not None:
         click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
     else:
@@ -250,7 +263,7 @@ async def _serve(config: ServerConfig, store: KeyStore) -> None:
     click.echo("stopped.")
 
 
-def _demo_key(store: KeyStore) -> KeyRecord | None:
+def _demo_key(store: Store) -> KeyRecord | None:
     """Create the demo key in an empty store; otherwise find it if it is still usable."""
     if store.count() == 0:
         return store.create(plan=DEFAULT_PLAN, name="demo")
@@ -284,7 +297,7 @@ def keys() -> None:
 @click.option("--credits", type=float, default=None, help="Monthly credits (default: the plan's).")
 @click.option("--name", default="", help="A label for humans.")
 @_db_option
-def keys_create(plan: str, status: str, credits: float | None, name: str, db: Path | None) -> None:
+def keys_create(plan: str, status: str, credits: float | None, name: str, db: str | None) -> None:
     """Create a key and print it (only the key, for scripts)."""
     store = _open_store(db)
     try:
@@ -298,7 +311,7 @@ def keys_create(plan: str, status: str, credits: float | None, name: str, db: Pa
 
 @keys.command("list")
 @_db_option
-def keys_list(db: Path | None) -> None:
+def keys_list(db: str | None) -> None:
     """List every key with this month's usage."""
     store = _open_store(db)
     try:
@@ -317,7 +330,7 @@ def keys_list(db: Path | None) -> None:
         )
 
 
-def _get(store: KeyStore, key: str) -> KeyRecord:
+def _get(store: Store, key: str) -> KeyRecord:
     record = store.get(key)
     if record is None:
         store.close()
@@ -328,7 +341,7 @@ def _get(store: KeyStore, key: str) -> KeyRecord:
 @keys.command("show")
 @click.argument("key")
 @_db_option
-def keys_show(key: str, db: Path | None) -> None:
+def keys_show(key: str, db: str | None) -> None:
     """Show one key and its usage this month."""
     store = _open_store(db)
     try:
@@ -356,7 +369,7 @@ def keys_show(key: str, db: Path | None) -> None:
         click.echo(f"{label + ':':15}{value}")
 
 
-def _set_status(key: str, db: Path | None, status: KeyStatus) -> None:
+def _set_status(key: str, db: str | None, status: KeyStatus) -> None:
     store = _open_store(db)
     try:
         if not store.set_status(key, status):
@@ -369,7 +382,7 @@ def _set_status(key: str, db: Path | None, status: KeyStatus) -> None:
 @keys.command("disable")
 @click.argument("key")
 @_db_option
-def keys_disable(key: str, db: Path | None) -> None:
+def keys_disable(key: str, db: str | None) -> None:
     """Disable a key (connections get 4101; open ones are closed within seconds)."""
     _set_status(key, db, KeyStatus.DISABLED)
 
@@ -377,7 +390,7 @@ def keys_disable(key: str, db: Path | None) -> None:
 @keys.command("enable")
 @click.argument("key")
 @_db_option
-def keys_enable(key: str, db: Path | None) -> None:
+def keys_enable(key: str, db: str | None) -> None:
     """Make a key active again."""
     _set_status(key, db, KeyStatus.ACTIVE)
 
@@ -385,7 +398,7 @@ def keys_enable(key: str, db: Path | None) -> None:
 @keys.command("delete")
 @click.argument("key")
 @_db_option
-def keys_delete(key: str, db: Path | None) -> None:
+def keys_delete(key: str, db: str | None) -> None:
     """Delete a key and its usage."""
     store = _open_store(db)
     try:

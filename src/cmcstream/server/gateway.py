@@ -33,7 +33,7 @@ from cmcstream.server.connection import Connection
 from cmcstream.server.frames import text_frame
 from cmcstream.server.http import make_process_request
 from cmcstream.server.hub import Hub
-from cmcstream.server.keystore import KeyStatus, KeyStore, StoreWorker
+from cmcstream.server.store import KeyStatus, Store
 from cmcstream.server.transport import ActivityConnection, echo_subprotocol, tls_context
 from cmcstream.server.usage import PushCharge, UsageLedger
 from cmcstream.server.writer import FlushScheduler
@@ -61,7 +61,7 @@ class Gateway:
     def __init__(
         self,
         config: ServerConfig,
-        store: KeyStore,
+        store: Store,
         bus: Bus,
         *,
         wall: Clock | None = None,
@@ -69,7 +69,7 @@ class Gateway:
     ) -> None:
         self.config = config
         self.store = store
-        self.keys = StoreWorker(store)
+        self.keys = store.open_async()
         self.wall: Clock = wall if wall is not None else SystemClock()
         self.bus = bus
         self.hub = Hub(bus)
@@ -170,7 +170,7 @@ class Gateway:
             logger.error(
                 "usage not saved at shutdown: %d milli-credits and %d messages", milli, messages
             )
-        await asyncio.to_thread(self.keys.close)
+        await self.keys.aclose()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""

@@ -1,36 +1,40 @@
-"""API keys, their plans and their monthly usage, in a SQLite file.
+"""The SQLite key store: API keys, their plans and their monthly usage in one file.
 
 Keys are read fresh on every connect, so ``cmcstream keys disable`` takes effect
 on a running server. Usage (milli-credits spent and ``data`` messages delivered
 per calendar month, UTC) is accumulated in memory by the server and written
 here in batches; it survives a restart.
 
-:class:`KeyStore` is blocking and safe to use from any thread (each thread has
-its own connection; WAL lets readers go on while a writer waits for a lock).
-The server never calls it on its event loop: :class:`StoreWorker` runs each
-call on a small thread pool and awaits it, so a locked or slow database file
-delays only usage writes, never a client.
+:class:`KeyStore` is the blocking :class:`~cmcstream.server.store.Store`, safe
+to use from any thread (each thread has its own connection; WAL lets readers go
+on while a writer waits for a lock). The gateway never calls it on its event
+loop: :class:`StoreWorker`, its :class:`~cmcstream.server.store.AsyncStore`,
+runs each call on a small thread pool and awaits it, so a locked or slow
+database file delays only usage writes, never a client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import functools
-import secrets
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from cmcstream.protocol.billing import MILLI, format_credits, to_milli
-from cmcstream.protocol.plans import PLANS, get_plan
+from cmcstream.server.store import (
+    KeyRecord,
+    KeyStatus,
+    Usage,
+    UsageDeltas,
+    month_of,
+    new_record,
+    record_of,
+)
 
 __all__ = ["KeyRecord", "KeyStatus", "KeyStore", "StoreWorker", "Usage", "month_of"]
 
@@ -75,81 +79,19 @@ ALTER TABLE usage_milli RENAME TO usage;
 _BUSY_TIMEOUT_S = 5.0
 
 
-class KeyStatus(enum.StrEnum):
-    ACTIVE = "active"
-    INACTIVE = "inactive"  # created but not activated: error 1003 at connect
-    EXPIRED = "expired"  # plan expired: error 1004 at connect
-    DISABLED = "disabled"  # close 4101 at connect
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    """One API key.
-
-    Attributes:
-        key: the secret itself.
-        name: a label for humans.
-        plan: the plan name (see :mod:`cmcstream.protocol.plans`).
-        status: what connect-time checks make of it.
-        credits: monthly credits for this key; ``None`` uses the plan's.
-        created_ms: creation time, epoch ms.
-    """
-
-    key: str
-    name: str
-    plan: str
-    status: KeyStatus
-    credits: float | None
-    created_ms: int
-
-    @property
-    def monthly_credits(self) -> float:
-        return self.credits if self.credits is not None else get_plan(self.plan).monthly_credits
-
-    @property
-    def monthly_milli(self) -> int:
-        """The month's allowance in milli-credits."""
-        return to_milli(self.monthly_credits)
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """A key's usage in one month."""
-
-    month: str
-    milli: int = 0
-    messages: int = 0
-
-    @property
-    def credits(self) -> float:
-        return self.milli / MILLI
-
-    @property
-    def credits_text(self) -> str:
-        """Credits spent, exactly (``12.5``)."""
-        return format_credits(self.milli)
-
-
-def month_of(now_ms: int) -> str:
-    """The usage month (``YYYY-MM``, UTC) of an epoch-ms time."""
-    return time.strftime("%Y-%m", time.gmtime(now_ms / 1000))
-
-
-def new_key() -> str:
-    """A fresh key in CoinMarketCap's shape (a UUID), from a secure source."""
-    return str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
-
-
 class KeyStore:
     """The SQLite key store.
 
     Args:
         path: the database file (created with its folder if missing), or
             ``":memory:"`` (one connection, shared by all threads under a lock).
+        busy_timeout_s: how long a call waits for another writer's lock before
+            it fails.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = _BUSY_TIMEOUT_S) -> None:
         self.path = str(path)
+        self._busy_timeout_s = busy_timeout_s
         self._memory = self.path == ":memory:"
         if not self._memory:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -163,13 +105,26 @@ class KeyStore:
         # Autocommit with explicit transactions: each write is durable as soon
         # as it returns.
         db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
+            self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_s
         )
-        db.execute("PRAGMA journal_mode=WAL")
+        self._use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
         with self._lock:
             self._open.append(db)
         return db
+
+    def _use_wal(self, db: sqlite3.Connection) -> None:
+        # Switching a new file to WAL answers "locked" at once, without waiting
+        # for the busy timeout, while another process or thread switches it too.
+        deadline = time.monotonic() + self._busy_timeout_s
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005)
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
@@ -204,6 +159,13 @@ class KeyStore:
             db = self._local.db = self._connect()
         yield db
 
+    @property
+    def location(self) -> str:
+        return self.path
+
+    def open_async(self) -> StoreWorker:
+        return StoreWorker(self)
+
     def close(self) -> None:
         with self._lock:
             connections, self._open = self._open, []
@@ -222,23 +184,9 @@ class KeyStore:
         key: str | None = None,
         now_ms: int | None = None,
     ) -> KeyRecord:
-        """Add a key and return it.
-
-        Raises:
-            ValueError: unknown plan or status, credits finer than 0.001, or a
-                key that already exists.
-        """
-        if plan.lower() not in PLANS:
-            raise ValueError(f"unknown plan {plan!r}; one of {', '.join(PLANS)}")
-        if credits is not None:
-            to_milli(credits)  # validates: whole milli-credits only
-        record = KeyRecord(
-            key=key or new_key(),
-            name=name,
-            plan=plan.lower(),
-            status=KeyStatus(status),
-            credits=credits,
-            created_ms=now_ms if now_ms is not None else time.time_ns() // 1_000_000,
+        """Add a key and return it (see :meth:`Store.create`)."""
+        record = new_record(
+            plan=plan, status=status, credits=credits, name=name, key=key, now_ms=now_ms
         )
         try:
             with self._db() as db:
@@ -264,7 +212,7 @@ class KeyStore:
                 "SELECT key, name, plan, status, credits, created_ms FROM keys WHERE key = ?",
                 (key,),
             ).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     def list(self) -> list[KeyRecord]:
         with self._db() as db:
@@ -272,7 +220,7 @@ class KeyStore:
                 "SELECT key, name, plan, status, credits, created_ms FROM keys "
                 "ORDER BY created_ms, key"
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [record_of(row) for row in rows]
 
     def find(self, keys: Iterable[str]) -> dict[str, KeyRecord]:
         """The records of ``keys`` that exist."""
@@ -287,7 +235,7 @@ class KeyStore:
                     f"WHERE key IN ({marks})",
                     chunk,
                 ):
-                    found[row[0]] = _record(row)
+                    found[row[0]] = record_of(row)
         return found
 
     def set_status(self, key: str, status: KeyStatus | str) -> bool:
@@ -318,7 +266,7 @@ class KeyStore:
             ).fetchone()
         return Usage(month) if row is None else Usage(month, int(row[0]), int(row[1]))
 
-    def add_usage(self, deltas: Mapping[tuple[str, str], tuple[int, int]]) -> None:
+    def add_usage(self, deltas: UsageDeltas) -> None:
         """Add ``(milli, messages)`` to the usage of each ``(month, key)``, in one transaction."""
         if not deltas:
             return
@@ -371,20 +319,12 @@ class StoreWorker:
     async def usage(self, key: str, month: str) -> Usage:
         return await self.call(self.store.usage, key, month)
 
-    async def add_usage(self, deltas: Mapping[tuple[str, str], tuple[int, int]]) -> None:
+    async def add_usage(self, deltas: UsageDeltas) -> None:
         await self.call(self.store.add_usage, dict(deltas))
 
     def close(self) -> None:
         """Stop the threads once the calls already running have returned."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-
-def _record(row: tuple[str, str, str, str, float | None, int]) -> KeyRecord:
-    return KeyRecord(
-        key=row[0],
-        name=row[1],
-        plan=row[2],
-        status=KeyStatus(row[3]),
-        credits=row[4],
-        created_ms=int(row[5]),
-    )
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)

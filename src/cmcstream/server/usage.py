@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 from cmcstream.protocol.billing import Account
-from cmcstream.server.keystore import KeyRecord, StoreWorker, month_of
+from cmcstream.server.store import AsyncStore, KeyRecord, month_of
 
 __all__ = ["PushCharge", "UsageLedger"]
 
@@ -28,7 +28,7 @@ _Deltas = dict[tuple[str, str], tuple[int, int]]  # (month, key) -> (milli, mess
 class UsageLedger:
     """The :class:`Account` of every key with an open connection, this month."""
 
-    def __init__(self, store: StoreWorker) -> None:
+    def __init__(self, store: AsyncStore) -> None:
         self._store = store
         self._month = ""
         self._accounts: dict[str, Account] = {}

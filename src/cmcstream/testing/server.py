@@ -19,6 +19,7 @@ from cmcstream.config import ServerConfig
 from cmcstream.feed import Feed
 from cmcstream.server.gateway import Gateway
 from cmcstream.server.keystore import KeyStore
+from cmcstream.server.store import Store
 
 __all__ = ["RunningNode", "running_server"]
 
@@ -46,7 +47,7 @@ class RunningNode(App):
 async def running_server(
     config: ServerConfig | None = None,
     *,
-    store: KeyStore | None = None,
+    store: Store | None = None,
     **overrides: Any,
 ) -> AsyncIterator[RunningNode]:
     """Start a server on ``127.0.0.1:0``; shut it down gracefully on exit.
