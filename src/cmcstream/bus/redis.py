@@ -42,7 +42,7 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 import msgspec
@@ -364,6 +364,9 @@ class RedisBus:
                 if down_since is None:
                     down_since = time.monotonic()
                     logger.warning("redis bus %s lost Redis (%s); retrying", name, exc)
+            except Exception:
+                # A bug must not silently end the task a gateway depends on.
+                logger.exception("redis bus %s failed; restarting it", name)
             await backoff.sleep()
 
     def _subscriber(self) -> Connection:
@@ -509,6 +512,10 @@ class RedisBus:
     async def _read_data(self, conn: Connection) -> None:
         """Hand every message to the hub, and end a batch whenever the socket is drained."""
         topics, channel_topics, confirm = self._topics, self._channel_topics, self._confirm
+        # redis-py 8 renamed it; both only look at what is already buffered.
+        buffered: Callable[[], Awaitable[bool]] = (
+            getattr(conn, "can_read", None) or conn.can_read_destructive
+        )
         unfinished = False
         while True:
             reply = await conn.read_response()
@@ -529,7 +536,7 @@ class RedisBus:
                     future = confirm.pop(reply[1], None)
                     if future is not None and not future.done():
                         future.set_result(None)
-            if unfinished and not await conn.can_read_destructive():
+            if unfinished and not await buffered():
                 unfinished = False
                 if self._batch_end is not None:
                     self._batch_end()
