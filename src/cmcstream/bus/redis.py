@@ -352,9 +352,7 @@ class RedisBus:
             backoff.reset()
             if down_since is not None:
                 self.reconnects += 1
-                logger.warning(
-                    "redis bus %s back after %.1f s", name, time.monotonic() - down_since
-                )
+                logger.info("redis bus %s back after %.1f s", name, time.monotonic() - down_since)
                 down_since = None
 
         while True:
