@@ -187,3 +187,23 @@ async def test_redis_aclose_releases_keys_and_connections(
         assert not client.exists(f"{gateway.prefix}:watch:{gateway.gateway_id}")
     finally:
         client.close()
+
+
+async def test_a_large_batch_reaches_the_gateway_as_one(deployment: Deployment) -> None:
+    """However many reads a batch takes, the hub gets it in one pass and one batch end,
+    so each connection is written once per batch."""
+    feed_bus, gateway_bus = await deployment.feed(), await deployment.gateway()
+    feed, gateway = Recorder(), Recorder()
+    gateway.attach_gateway(gateway_bus)
+    feed.attach_feed(feed_bus)
+    topics = [f"topic-{n}" for n in range(300)]
+    for topic in topics:
+        gateway_bus.subscribe(topic)
+    await eventually(lambda: feed.watched == set(topics))
+    payload = b"x" * 2000  # 600 kB in all: many socket reads
+    for topic in topics:
+        feed_bus.publish(topic, payload)
+    feed_bus.flush()
+    await eventually(lambda: len(gateway.received) == len(topics))
+    assert [topic for topic, _ in gateway.received] == topics
+    assert gateway.batches == 1

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+import redis
 
 from cmcstream.bus.redis import RedisBus
 from tests.bus.conftest import (
@@ -170,3 +171,63 @@ async def test_a_gateway_that_dies_while_redis_is_down_is_unwatched_a_lease_late
     finally:
         await gateway_bus.aclose()
         await feed_bus.aclose()
+
+
+async def test_a_gateway_whose_lease_ran_out_announces_itself_again(
+    redis_deployment: RedisDeployment, prefix: str
+) -> None:
+    """A stalled gateway the feed swept away is watched again at its next renewal."""
+    lease_ms = 600
+    feed = Recorder()
+    feed.attach_feed(await redis_deployment.make(lease_ms=lease_ms))
+    gateway = await redis_deployment.make(lease_ms=lease_ms)
+    Recorder().attach_gateway(gateway)
+    gateway.subscribe("t")
+    await eventually(lambda: feed.watched == {"t"})
+    client = redis.Redis.from_url(SHARED_REDIS)
+    try:
+        client.zadd(f"{prefix}:gateways", {gateway.gateway_id: 0})  # as if it had stalled
+    finally:
+        client.close()
+    await eventually(lambda: ("unwatch", "t") in feed.told)
+    await eventually(lambda: feed.watched == {"t"})
+    assert feed.told == [("watch", "t"), ("unwatch", "t"), ("watch", "t")]
+
+
+async def test_publishing_without_redis_drops_and_never_blocks(private_redis: PrivateRedis) -> None:
+    bus = RedisBus(private_redis.url, prefix="p")
+    try:
+        await bus.start()
+        private_redis.kill()
+        began = time.monotonic()
+        for n in range(200):
+            bus.publish("t", b"%d" % n)
+            bus.flush()
+            await asyncio.sleep(0)
+        assert time.monotonic() - began < 1.0
+        await eventually(lambda: bus.dropped == 200)
+        assert bus.published == 0
+        assert bus.health()["publishing"] is False
+    finally:
+        await bus.aclose()
+
+
+async def test_a_batch_whose_end_marker_never_comes_is_still_delivered(
+    redis_deployment: RedisDeployment, prefix: str
+) -> None:
+    """A publish pipeline cut short by an outage loses its end marker; what did arrive
+    is handed over anyway, once the socket has been quiet for a moment."""
+    feed = Recorder()
+    feed.attach_feed(await redis_deployment.feed())
+    gateway_bus = await redis_deployment.gateway()
+    gateway = Recorder()
+    gateway.attach_gateway(gateway_bus)
+    gateway_bus.subscribe("t")
+    await eventually(lambda: feed.watched == {"t"})
+    client = redis.Redis.from_url(SHARED_REDIS)
+    try:
+        client.publish(f"{prefix}:t:t", b"orphan")  # no marker follows
+    finally:
+        client.close()
+    await eventually(lambda: gateway.received == [("t", b"orphan")], within=2)
+    assert gateway.batches == 1

@@ -5,7 +5,10 @@ gateway SUBSCRIBEs to exactly the topics its clients watch, so Redis sends it
 nothing else. Plain channels rather than sharded ones (SSUBSCRIBE): on one
 Redis server they behave the same, and plain ones work on every Redis version.
 The feed queues publishes and sends each batch as one pipeline at ``flush()``
-(or once a batch reaches ``max_batch``), from the bus's own task.
+(or once a batch reaches ``max_batch``), from the bus's own task, ended by a
+marker on ``{prefix}:batch``; a gateway hands a batch to its hub in one pass
+when the marker arrives, so each connection is written once per batch, as with
+the in-process bus.
 
 Delivery is at most once. Pub/sub keeps no history, so a reconnect replays
 nothing, and a publish pipeline that fails part-way is never resent (the
@@ -62,6 +65,7 @@ logger = logging.getLogger(__name__)
 _OUTAGE: Final = (RedisError, OSError, asyncio.TimeoutError)
 _BACKOFF_FIRST_S: Final = 0.05
 _BACKOFF_MAX_S: Final = 2.0
+_LATE_S: Final = 0.05  # a batch whose end marker never came is delivered after this
 _CHUNK: Final = 512  # channels per SUBSCRIBE, topics per interest script call
 
 # Every script reads the time from Redis, so leases never depend on a machine's clock.
@@ -189,6 +193,7 @@ class RedisBus:
         self._max_pending = max_pending
         self._data_prefix = f"{prefix}:t:".encode()
         self._interest_channel = f"{prefix}:interest"
+        self._batch_channel = f"{prefix}:batch".encode()
         self._keys = [f"{prefix}:seq", f"{prefix}:gateways", f"{prefix}:watch:{self.gateway_id}"]
         self._watch_prefix = f"{prefix}:watch:"
 
@@ -304,10 +309,9 @@ class RedisBus:
 
     async def aclose(self) -> None:
         """Send what is queued, leave (the feed unwatches this gateway's topics now), close."""
-        self._closing = True
         self.flush()
-        sender = self._tasks.get("sender")
-        if sender is not None and self._pending and self._sender_up:
+        self._closing = True
+        if "sender" in self._tasks and self._pending and self._sender_up:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._sent.wait(), 1.0)
         for task in self._tasks.values():
@@ -334,6 +338,20 @@ class RedisBus:
         self._changed.clear()
         self._batch.clear()
         self._pending.clear()
+
+    def health(self) -> dict[str, Any]:
+        """The bus's state and counters, for a process's ``/health``."""
+        return {
+            "kind": "redis",
+            "gateway_id": self.gateway_id,
+            "publishing": self._sender_up,
+            "topics": len(self._topics),
+            "watched": len(self._watchers),
+            "published": self.published,
+            "dropped": self.dropped,
+            "received": self.received,
+            "reconnects": self.reconnects,
+        }
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -406,6 +424,7 @@ class RedisBus:
                     pipe = redis.pipeline(transaction=False)
                     for channel, payload in batch:
                         pipe.publish(channel, payload)
+                    pipe.publish(self._batch_channel, b"")
                     try:
                         await pipe.execute()
                     except _OUTAGE:
@@ -432,6 +451,7 @@ class RedisBus:
         try:
             await conn.connect()  # type: ignore[no-untyped-call]
             reader = asyncio.get_running_loop().create_task(self._read_data(conn))
+            await self._confirmed(conn, reader, "SUBSCRIBE", [self._batch_channel])
             # Everything wanted now, then a full announcement: the state after an
             # outage is whatever the hub wants, not the changes made meanwhile.
             self._changed.clear()
@@ -497,47 +517,83 @@ class RedisBus:
                 self._live.update(chunk)
             else:
                 self._live.difference_update(chunk)
-            confirmed = asyncio.get_running_loop().create_future()
-            self._confirm[channels[-1]] = confirmed
-            await conn.send_command(command, *channels)
-            await asyncio.wait({confirmed, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if not confirmed.done():
-                raise ConnectionError("subscriber connection closed")
+            await self._confirmed(conn, reader, command, channels)
             if command != "SUBSCRIBE":
                 for channel in channels:
                     self._channel_topics.pop(channel, None)
 
+    async def _confirmed(
+        self, conn: Connection, reader: asyncio.Task[None], command: str, channels: list[bytes]
+    ) -> None:
+        confirmed = asyncio.get_running_loop().create_future()
+        self._confirm[channels[-1]] = confirmed
+        await conn.send_command(command, *channels)
+        await asyncio.wait({confirmed, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if not confirmed.done():
+            raise ConnectionError("subscriber connection closed")
+
     async def _read_data(self, conn: Connection) -> None:
-        """Hand every message to the hub, and end a batch whenever the socket is drained."""
-        topics, channel_topics, confirm = self._topics, self._channel_topics, self._confirm
+        """Hand each batch of messages to the hub in one pass, as the feed published it.
+
+        A batch arrives in several reads; delivered read by read, the gateway
+        would write to every connection several times per batch. So messages
+        wait for the batch's end marker (or, should it be lost with a broken
+        pipeline, for a quiet socket plus ``_LATE_S``).
+        """
+        channel_topics, confirm = self._channel_topics, self._confirm
+        batch_channel = self._batch_channel
         # redis-py 8 renamed it; both only look at what is already buffered.
         buffered: Callable[[], Awaitable[bool]] = (
             getattr(conn, "can_read", None) or conn.can_read_destructive
         )
-        unfinished = False
-        while True:
-            reply = await conn.read_response()
-            if isinstance(reply, list) and len(reply) == 3:
-                kind = reply[0]
-                if kind == b"message":
-                    topic = channel_topics.get(reply[1])
-                    handler = self._handler
-                    # A message sent before an UNSUBSCRIBE took effect is not delivered.
-                    if topic is not None and topic in topics and handler is not None:
-                        self.received += 1
-                        unfinished = True
-                        try:
-                            handler(topic, reply[2])
-                        except Exception:
-                            logger.exception("bus handler failed on %r", topic)
-                elif kind in (b"subscribe", b"unsubscribe"):
-                    future = confirm.pop(reply[1], None)
-                    if future is not None and not future.done():
-                        future.set_result(None)
-            if unfinished and not await buffered():
-                unfinished = False
-                if self._batch_end is not None:
-                    self._batch_end()
+        held: list[tuple[str, bytes]] = []
+        late: asyncio.TimerHandle | None = None
+
+        def release() -> None:
+            nonlocal late
+            if late is not None:
+                late.cancel()
+                late = None
+            self._deliver(held)
+            held.clear()
+
+        try:
+            while True:
+                reply = await conn.read_response()
+                if isinstance(reply, list) and len(reply) == 3:
+                    kind = reply[0]
+                    if kind == b"message":
+                        if reply[1] == batch_channel:
+                            if held:
+                                release()
+                            continue
+                        topic = channel_topics.get(reply[1])
+                        if topic is not None:
+                            held.append((topic, reply[2]))
+                    elif kind in (b"subscribe", b"unsubscribe"):
+                        future = confirm.pop(reply[1], None)
+                        if future is not None and not future.done():
+                            future.set_result(None)
+                if held and late is None and not await buffered():
+                    late = asyncio.get_running_loop().call_later(_LATE_S, release)
+        finally:
+            if late is not None:
+                late.cancel()
+
+    def _deliver(self, messages: list[tuple[str, bytes]]) -> None:
+        topics, handler = self._topics, self._handler
+        if handler is None:
+            return
+        for topic, payload in messages:
+            # A message sent before an UNSUBSCRIBE took effect is not delivered.
+            if topic in topics:
+                self.received += 1
+                try:
+                    handler(topic, payload)
+                except Exception:
+                    logger.exception("bus handler failed on %r", topic)
+        if self._batch_end is not None:
+            self._batch_end()
 
     async def _announce(self, op: str, topics: Iterable[str]) -> int:
         assert self._redis is not None
