@@ -8,19 +8,6 @@ from cmcstream.bus.redis import RedisBus
 from tests.bus.conftest import SHARED_REDIS, Deployment, Recorder, RedisDeployment, eventually
 
 
-async def watching(deployment: Deployment, topics: list[str]) -> tuple[Recorder, object, object]:
-    """A feed and a gateway whose hub watches ``topics``, once the feed knows it."""
-    feed_bus, gateway_bus = await deployment.feed(), await deployment.gateway()
-    feed, gateway = Recorder(), Recorder()
-    gateway.attach_gateway(gateway_bus)
-    feed.attach_feed(feed_bus)
-    for topic in topics:
-        gateway_bus.subscribe(topic)
-    await eventually(lambda: feed.watched == set(topics))
-    feed.received = gateway.received  # one place to read both from
-    return feed, feed_bus, gateway_bus
-
-
 async def test_only_subscribed_topics_in_order_at_most_once(deployment: Deployment) -> None:
     feed_bus, gateway_bus = await deployment.feed(), await deployment.gateway()
     feed, gateway = Recorder(), Recorder()

@@ -33,6 +33,9 @@ watch each topic and tells ``on_watch``/``on_unwatch`` on the edges, so each
 change is told once however many gateways share a topic. It also sweeps the
 gateways whose lease ran out (a killed gateway), so their topics go unwatched
 within ``lease_ms`` plus a quarter of it. A gateway that closes leaves at once.
+A gateway missing from the snapshot taken after an outage (Redis restarted
+empty) keeps its interest for one more lease, time enough to announce itself
+again, so a Redis restart does not make the feed drop and rebuild its topics.
 """
 
 from __future__ import annotations
