@@ -93,6 +93,16 @@ async def serve(args: argparse.Namespace) -> None:
         await node.serve_until(stop)
         if feed is not None:
             await feed.shutdown()
+            # What a deployment keeps between runs (its change counter) goes with this one.
+            import redis
+
+            client = redis.Redis.from_url(args.bus)
+            try:
+                keys = list(client.scan_iter(match=f"{prefix}:*"))
+                if keys:
+                    client.delete(*keys)
+            finally:
+                client.close()
     finally:
         store.close()
 
