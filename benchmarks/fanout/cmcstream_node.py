@@ -4,7 +4,10 @@ The same :class:`~cmcstream.app.App` that ``cmcstream serve`` runs, built
 from a :class:`~cmcstream.config.ServerConfig` with two fields the command line
 does not expose: ``dex_activity`` (the on-chain swap storm) and the slow-consumer
 ``slow_timeout_s`` (so the slow-reader scenario sees its 1011 closes in
-seconds). It prints the same two banner lines as ``serve``, and on SIGUSR1 one
+seconds); and ``--bus redis://…``, with which the feed and the gateway of
+this one process talk through Redis (each with its own bus, under a fresh key
+prefix), as a feed and a gateway in two processes would. It prints the same
+two banner lines as ``serve``, and on SIGUSR1 one
 ``STATS {json}`` line with the node's own counters.
 """
 
@@ -15,6 +18,7 @@ import asyncio
 import json
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 from cmcstream.app import App
@@ -33,6 +37,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--idle-timeout", type=float, default=60.0)
     parser.add_argument("--dex-activity", type=float, default=1.0)
     parser.add_argument("--slow-timeout", type=float, default=WriterPolicy().slow_timeout_s)
+    parser.add_argument("--bus", default="memory", help="memory (the default) or redis://…")
     return parser.parse_args()
 
 
@@ -49,8 +54,18 @@ async def serve(args: argparse.Namespace) -> None:
         writer=WriterPolicy(slow_timeout_s=args.slow_timeout),
     )
     store = KeyStore(config.resolved_db_path)
-    node = App(config, store)
+    feed: App | None = None
+    if args.bus == "memory":
+        node = App(config, store)
+    else:
+        from cmcstream.bus.redis import RedisBus
+
+        prefix = f"cmcstream-bench:{uuid.uuid4().hex}"
+        feed = App(config, bus=RedisBus(args.bus, prefix=prefix), gateway=False)
+        node = App(config, store, bus=RedisBus(args.bus, prefix=prefix), feed=False)
     try:
+        if feed is not None:
+            await feed.start()
         await node.start()
         print(f"cmcstream (benchmark launcher) listening on {node.url}")
         print("Press Ctrl-C to stop.", flush=True)
@@ -76,6 +91,18 @@ async def serve(args: argparse.Namespace) -> None:
 
         loop.add_signal_handler(signal.SIGUSR1, stats)
         await node.serve_until(stop)
+        if feed is not None:
+            await feed.shutdown()
+            # What a deployment keeps between runs (its change counter) goes with this one.
+            import redis
+
+            client = redis.Redis.from_url(args.bus)
+            try:
+                keys = list(client.scan_iter(match=f"{prefix}:*"))
+                if keys:
+                    client.delete(*keys)
+            finally:
+                client.close()
     finally:
         store.close()
 

@@ -60,6 +60,7 @@ class Launch:
     frames: Path
     dex_activity: float | None = None
     slow_timeout_s: float | None = None
+    bus: str | None = None  # a redis:// URL: the feed reaches the gateway through Redis
 
 
 @dataclass
@@ -105,13 +106,15 @@ def _cmcstream_argv(launch: Launch) -> tuple[list[str], bool]:
         "--idle-timeout",
         "600",
     ]
-    if launch.dex_activity is None and launch.slow_timeout_s is None:
+    if launch.dex_activity is None and launch.slow_timeout_s is None and launch.bus is None:
         return [sys.executable, "-m", "cmcstream", "serve", *common], False
     extra: list[str] = []
     if launch.dex_activity is not None:
         extra += ["--dex-activity", repr(launch.dex_activity)]
     if launch.slow_timeout_s is not None:
         extra += ["--slow-timeout", repr(launch.slow_timeout_s)]
+    if launch.bus is not None:
+        extra += ["--bus", launch.bus]
     return [sys.executable, str(HERE / "cmcstream_node.py"), *common, *extra], True
 
 
