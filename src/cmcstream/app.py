@@ -8,7 +8,7 @@ several gateways.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cmcstream.bus.base import Bus
 from cmcstream.bus.memory import MemoryBus
@@ -17,6 +17,9 @@ from cmcstream.config import ServerConfig
 from cmcstream.feed import Feed
 from cmcstream.server.gateway import Gateway
 from cmcstream.server.keystore import KeyStore
+
+if TYPE_CHECKING:
+    from cmcstream.server.leases import Leases
 
 __all__ = ["App"]
 
@@ -33,6 +36,7 @@ class App:
         gateway: run the gateway here.
         clock: the feed's simulated time (see :class:`Feed`).
         wall: real time, for everything on the wire outside payloads.
+        leases: the gateway's cluster-wide connection count (see :class:`Gateway`).
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class App:
         gateway: bool = True,
         clock: Clock | None = None,
         wall: Clock | None = None,
+        leases: Leases | None = None,
     ) -> None:
         if not (feed or gateway):
             raise ValueError("an app runs a feed, a gateway or both")
@@ -56,7 +61,7 @@ class App:
             if store is None:
                 raise ValueError("a gateway needs a key store")
             extra = self.feed.health if self.feed is not None else None
-            self.gateway = Gateway(config, store, self.bus, wall=wall, health=extra)
+            self.gateway = Gateway(config, store, self.bus, wall=wall, health=extra, leases=leases)
 
     async def start(self) -> None:
         """Connect the bus, build the feed's history, then start listening."""

@@ -81,6 +81,9 @@ class ServerConfig:
             handshake.
         tls_cert: PEM certificate (with its chain) to serve ``wss://``; needs ``tls_key``.
         tls_key: the certificate's private key.
+        reuse_port: listen with ``SO_REUSEPORT``, so several gateway processes
+            on one machine share the port and the kernel spreads connections
+            across them.
     """
 
     host: str = "127.0.0.1"
@@ -114,6 +117,7 @@ class ServerConfig:
     open_timeout_s: float = 10.0
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
