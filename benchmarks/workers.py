@@ -188,6 +188,7 @@ async def one_run(
         server_cpu0 = cpu_of(server_pids)
         loadgen_cpu0 = cpu_of([c.pid for c in loadgens])
         busy0, total0 = procstat.cpu_busy()
+        window0 = time.monotonic()
         measured = await command(
             loadgens,
             {"cmd": "measure", "seconds": args.measure, "latency": False},
@@ -195,6 +196,8 @@ async def one_run(
             args.measure + 60,
         )
         busy1, total1 = procstat.cpu_busy()
+        # CPU over the harness's own window: the load generator's reply may come late.
+        window = time.monotonic() - window0
         server_cpu = cpu_of(server_pids) - server_cpu0
         loadgen_cpu = cpu_of([c.pid for c in loadgens]) - loadgen_cpu0
         secs = max(r["secs"] for r in measured)
@@ -208,8 +211,9 @@ async def one_run(
             "conn_per_s": opened / connect_s if connect_s > 0 else 0.0,
             "pushes_per_s": pushes / secs,
             "open_conns": sum(r["open_conns"] for r in measured),
-            "server_cpu_cores": server_cpu / secs,
-            "loadgen_cpu_cores": loadgen_cpu / secs,
+            "server_cpu_cores": server_cpu / window,
+            "loadgen_cpu_cores": loadgen_cpu / window,
+            "measure_window_s": window,
             "machine_busy_pct": 100 * (busy1 - busy0) / (total1 - total0),
             "errors": [r["errors"] for r in measured if r["errors"]],
         }
