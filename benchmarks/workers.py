@@ -25,12 +25,14 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -51,7 +53,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each, in turns")
     parser.add_argument("--conns", type=int, default=4000)
     parser.add_argument("--ids", type=int, default=100, help="ids per connection (top 500)")
-    parser.add_argument("--speed", type=float, default=10.0)
+    parser.add_argument("--speed", type=float, default=50.0)
     parser.add_argument("--universe-size", type=int, default=5000)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--measure", type=float, default=8.0)
@@ -281,11 +283,19 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return {"runs": runs, "summary": summarize(runs, counts)}
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def run() -> None:
     args = parse_args()
     began = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         result = asyncio.run(main(args))
+    except KeyboardInterrupt:
+        print("interrupted; every child process ended", file=sys.stderr)
+        sys.exit(130)
     finally:
         procs.kill_all()
     document = {
