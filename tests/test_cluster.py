@@ -36,6 +36,14 @@ pytestmark = pytest.mark.slow
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 SMALL = ("--universe-size", "600", "--speed", "100")
 TTL_S = 2.0
+SUBSCRIBE_BTC = json.dumps(
+    {
+        "id": 1,
+        "method": "subscribe",
+        "channel": "market@crypto_latest_price",
+        "params": {"crypto_ids": [1]},
+    }
+)
 
 
 @pytest.fixture
@@ -166,16 +174,7 @@ def test_a_keys_limit_holds_across_gateway_processes_and_a_killed_ones_slots_com
             opened = [welcomed(stack, url, key) for url in (url_one, url_two) for _ in range(5)]
             # Pushes flow from the feed process through Redis to the second gateway.
             watcher = opened[-1]
-            watcher.send(
-                json.dumps(
-                    {
-                        "id": 1,
-                        "method": "subscribe",
-                        "channel": "market@crypto_latest_price",
-                        "params": {"crypto_ids": [1]},
-                    }
-                )
-            )
+            watcher.send(SUBSCRIBE_BTC)
             assert json.loads(watcher.recv(timeout=5))["type"] == "ack"
             assert json.loads(watcher.recv(timeout=10))["type"] == "data"
 
@@ -198,6 +197,29 @@ def test_a_keys_limit_holds_across_gateway_processes_and_a_killed_ones_slots_com
             # The freed slots are counted again: the limit still holds.
             assert refused_with(url_one, key) == 4004
     assert freed_after <= TTL_S + 2.0
+
+
+def test_a_gateway_elsewhere_joins_a_serve_on_the_bus(tmp_path: Path, prefix: str) -> None:
+    """The set-up of several machines: ``serve --bus`` on one, ``gateway --bus`` on others."""
+    db = tmp_path / "k.db"
+    store = KeyStore(db)
+    key = store.create(plan="startup").key
+    store.close()
+    bus = ("--bus", SHARED_URL, "--bus-prefix", prefix)
+    with (
+        started("serve", "--port", "0", "--db", str(db), *bus, *SMALL) as main,
+        started("gateway", "--port", "0", "--db", str(db), *bus) as other,
+    ):
+        url_main, url_other = url_of(banner(main)), url_of(banner(other))
+        with contextlib.ExitStack() as stack:
+            watcher = welcomed(stack, url_other, key)
+            watcher.send(SUBSCRIBE_BTC)
+            assert json.loads(watcher.recv(timeout=5))["type"] == "ack"
+            assert json.loads(watcher.recv(timeout=10))["type"] == "data"
+            for _ in range(9):
+                welcomed(stack, url_main, key)
+            assert refused_with(url_other, key) == 4004
+            assert refused_with(url_main, key) == 4004
 
 
 def test_workers_share_one_port_stop_on_sigint_and_leave_no_process(

@@ -122,9 +122,9 @@ async def test_a_child_that_keeps_dying_stops_everything() -> None:
 
 
 async def test_a_child_deaf_to_sigterm_is_killed_after_its_grace() -> None:
-    code = (
-        READY + "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"
-    )
+    # Deaf before it says it is ready, so the SIGTERM cannot come first.
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " + READY
+    code += "time.sleep(30)"
     lines: list[str] = []
     supervisor = Supervisor([[child("gw", code)]], report=lines.append, stop_within_s=0.3)
     async with supervising(supervisor):
