@@ -164,12 +164,12 @@ async def _serve(args: argparse.Namespace) -> None:
         db = args.db if args.db is not None else Path(tmp) / "keys.db"
         config = ServerConfig(
             port=0,
-            db_path=db,
+            db=str(db),
             start_ms=args.start,
             tune_gc=True,
             open_timeout_s=args.open_timeout,
         )
-        store = KeyStore(config.resolved_db_path)
+        store = KeyStore(config.store_location)
         node = App(config, store)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()

@@ -44,7 +44,7 @@ def parse_args() -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     config = ServerConfig(
         port=args.port,
-        db_path=args.db,
+        db=str(args.db),
         seed=args.seed,
         speed=args.speed,
         start_ms=args.start,
@@ -53,7 +53,7 @@ async def serve(args: argparse.Namespace) -> None:
         dex_activity=args.dex_activity,
         writer=WriterPolicy(slow_timeout_s=args.slow_timeout),
     )
-    store = KeyStore(config.resolved_db_path)
+    store = KeyStore(config.store_location)
     feed: App | None = None
     if args.bus == "memory":
         node = App(config, store)

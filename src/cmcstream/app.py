@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cmcstream import heap
 from cmcstream.bus.base import Bus
@@ -19,6 +19,9 @@ from cmcstream.config import ServerConfig
 from cmcstream.feed import Feed
 from cmcstream.server.gateway import Gateway
 from cmcstream.server.store import Store
+
+if TYPE_CHECKING:
+    from cmcstream.server.leases import Leases
 
 __all__ = ["App"]
 
@@ -35,6 +38,7 @@ class App:
         gateway: run the gateway here.
         clock: the feed's simulated time (see :class:`Feed`).
         wall: real time, for everything on the wire outside payloads.
+        leases: the gateway's cluster-wide connection count (see :class:`Gateway`).
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class App:
         gateway: bool = True,
         clock: Clock | None = None,
         wall: Clock | None = None,
+        leases: Leases | None = None,
     ) -> None:
         if not (feed or gateway):
             raise ValueError("an app runs a feed, a gateway or both")
@@ -58,7 +63,7 @@ class App:
             if store is None:
                 raise ValueError("a gateway needs a key store")
             extra = self.feed.health if self.feed is not None else None
-            self.gateway = Gateway(config, store, self.bus, wall=wall, health=extra)
+            self.gateway = Gateway(config, store, self.bus, wall=wall, health=extra, leases=leases)
         self._gc: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -1,15 +1,18 @@
-"""The ``cmcstream`` command: ``serve``, ``keys``, ``world``, ``market``, ``tail``, ``record``."""
+"""The ``cmcstream`` command: ``serve``, ``feed``, ``gateway``, ``keys``, ``world``, ``market``,
+``tail``, ``record``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -26,14 +29,17 @@ from cmcstream.server.store import (
     KeyStatus,
     Store,
     StoreUnavailable,
-    is_postgres_url,
     month_of,
     open_store,
 )
 from cmcstream.version import __version__
 
 if TYPE_CHECKING:
+    from cmcstream.app import App
+    from cmcstream.bus.base import Bus
     from cmcstream.console.subscriptions import Sub
+    from cmcstream.server.leases import RedisLeases
+    from cmcstream.workers import Supervisor
 
 __all__ = ["main"]
 
@@ -49,9 +55,19 @@ _db_option = click.option(
 )
 
 
+def _safe_location(location: str) -> str:
+    """A store location fit to print: a URL's password left out."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(location)
+    if parts.password is None:
+        return location
+    return location.replace(f":{parts.password}@", ":***@", 1)
+
+
 def _open_store(db: str | None) -> Store:
     try:
-        return open_store(db if db is not None else ServerConfig().resolved_db_path)
+        return open_store(db if db is not None else ServerConfig().store_location)
     except StoreUnavailable as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -62,145 +78,324 @@ def main() -> None:
     """A self-hostable CoinMarketCap WebSocket API server, and its tools."""
 
 
-# -- serve ---------------------------------------------------------------------------------------
+# -- serve, feed and gateway ---------------------------------------------------------------------
+
+DEFAULT_BUS = "redis://127.0.0.1:6379/0"
+
+_Decorator = Callable[[Callable[..., None]], Callable[..., None]]
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8765, show_default=True, help="TCP port (0 picks a free one).")
-@_db_option
-@click.option("--seed", default=0, show_default=True, help="Simulator seed (same seed, same data).")
-@click.option(
-    "--speed", default=1.0, show_default=True, help="Simulated seconds per wall-clock second."
+def _options(*options: _Decorator) -> _Decorator:
+    def apply(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+# What the feed is told: the simulated world, so the same on every gateway.
+_feed_options = _options(
+    click.option(
+        "--seed", default=0, show_default=True, help="Simulator seed (same seed, same data)."
+    ),
+    click.option(
+        "--speed", default=1.0, show_default=True, help="Simulated seconds per wall-clock second."
+    ),
+    click.option(
+        "--start",
+        default=None,
+        metavar="TIME",
+        help="Simulated start time: ISO 8601 (2026-05-13T00:00:00Z) or epoch ms. Default: now.",
+    ),
+    click.option(
+        "--universe-size", default=5000, show_default=True, help="Assets in the simulated market."
+    ),
+    click.option(
+        "--dex-activity",
+        default=1.0,
+        show_default=True,
+        help="Multiplies the simulated DEX world's trading rates.",
+    ),
 )
-@click.option(
-    "--start",
-    default=None,
-    metavar="TIME",
-    help="Simulated start time: ISO 8601 (2026-05-13T00:00:00Z) or epoch ms. Default: now.",
+
+# What a gateway is told: the socket, the keys and the rules of a connection.
+_gateway_options = _options(
+    click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on."),
+    click.option("--port", default=8765, show_default=True, help="TCP port (0 picks a free one)."),
+    _db_option,
+    click.option("--ping-interval-ms", default=10_000, show_default=True, help="Sent in welcome."),
+    click.option(
+        "--idle-timeout",
+        default=60.0,
+        show_default=True,
+        help="Seconds before an idle close (1001).",
+    ),
+    click.option(
+        "--max-frame-bytes", default=65536, show_default=True, help="Longer requests get 2203."
+    ),
+    click.option(
+        "--counting",
+        type=click.Choice([c.value for c in Counting]),
+        default=Counting.PER_ITEM.value,
+        show_default=True,
+        help="What sub_count counts.",
+    ),
+    click.option(
+        "--billing",
+        type=click.Choice([b.value for b in BillingModel]),
+        default=BillingModel.PER_SUBSCRIPTION.value,
+        show_default=True,
+        help="Credit model.",
+    ),
+    click.option(
+        "--slow-timeout",
+        default=30.0,
+        show_default=True,
+        help="Seconds a reader may stay behind before it is closed with 1011.",
+    ),
+    click.option(
+        "--tls-cert",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="PEM certificate (with chain) to serve wss:// (needs --tls-key).",
+    ),
+    click.option(
+        "--tls-key",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="The certificate's private key (PEM).",
+    ),
 )
-@click.option(
-    "--universe-size", default=5000, show_default=True, help="Assets in the simulated market."
+
+_process_options = _options(
+    click.option(
+        "--loop",
+        "loop_name",
+        type=click.Choice(["auto", "asyncio", "uvloop"]),
+        default="auto",
+        show_default=True,
+        help="Event loop; auto takes uvloop where it is installed.",
+    ),
+    click.option(
+        "--log-level",
+        type=click.Choice(["debug", "info", "warning", "error"]),
+        default="warning",
+        show_default=True,
+    ),
 )
-@click.option("--ping-interval-ms", default=10_000, show_default=True, help="Sent in welcome.")
-@click.option(
-    "--idle-timeout", default=60.0, show_default=True, help="Seconds before an idle close (1001)."
-)
-@click.option(
-    "--max-frame-bytes", default=65536, show_default=True, help="Longer requests get 2203."
-)
-@click.option(
-    "--counting",
-    type=click.Choice([c.value for c in Counting]),
-    default=Counting.PER_ITEM.value,
-    show_default=True,
-    help="What sub_count counts.",
-)
-@click.option(
-    "--billing",
-    type=click.Choice([b.value for b in BillingModel]),
-    default=BillingModel.PER_SUBSCRIPTION.value,
-    show_default=True,
-    help="Credit model.",
-)
-@click.option(
-    "--dex-activity",
-    default=1.0,
-    show_default=True,
-    help="Multiplies the simulated DEX world's trading rates.",
-)
-@click.option(
-    "--slow-timeout",
-    default=30.0,
-    show_default=True,
-    help="Seconds a reader may stay behind before it is closed with 1011.",
-)
-@click.option(
-    "--loop",
-    "loop_name",
-    type=click.Choice(["auto", "asyncio", "uvloop"]),
-    default="auto",
-    show_default=True,
-    help="Event loop; auto takes uvloop where it is installed.",
-)
-@click.option(
-    "--tls-cert",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="PEM certificate (with chain) to serve wss:// (needs --tls-key).",
-)
-@click.option(
-    "--tls-key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="The certificate's private key (PEM).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="warning",
-    show_default=True,
-)
-def serve(
-    host: str,
-    port: int,
-    db: str | None,
-    seed: int,
-    speed: float,
-    start: str | None,
-    universe_size: int,
-    ping_interval_ms: int,
-    idle_timeout: float,
-    max_frame_bytes: int,
-    counting: str,
-    billing: str,
-    dex_activity: float,
-    slow_timeout: float,
-    loop_name: str,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    log_level: str,
-) -> None:
-    """Run the server: ws://HOST:PORT/v1, with GET /health on the same port."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _bus_option(default: str | None, help: str) -> _Decorator:
+    return click.option(
+        "--bus",
+        default=default,
+        show_default=default is not None,
+        metavar="redis://HOST:PORT/DB",
+        envvar="CMCSTREAM_BUS",
+        help=f"{help} Env: CMCSTREAM_BUS.",
     )
+
+
+_bus_prefix_option = click.option(
+    "--bus-prefix",
+    default="cmcstream",
+    show_default=True,
+    envvar="CMCSTREAM_BUS_PREFIX",
+    help="Namespace of this deployment's keys in Redis (one per deployment sharing a Redis).",
+)
+
+
+def _lease_ttl_option(command: Callable[..., None]) -> Callable[..., None]:
+    from cmcstream.server.leases import DEFAULT_TTL_S
+
+    return click.option(
+        "--lease-ttl",
+        type=click.FloatRange(min=0.1),
+        default=DEFAULT_TTL_S,
+        show_default=True,
+        help="Seconds a dead gateway's connections still count against their keys' limits.",
+    )(command)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cluster:
+    """The Redis that joins a feed and its gateways, with this deployment's prefix."""
+
+    url: str
+    prefix: str
+    lease_ttl_s: float
+
+    def require(self, why: str) -> None:
+        """Fail with a message saying what to do when Redis does not answer."""
+        try:
+            import redis
+        except ImportError:
+            raise click.ClickException(
+                f"{why}, which needs the Redis client: pip install 'cmcstream[redis]'"
+            ) from None
+        client = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        except (redis.RedisError, ValueError) as exc:
+            raise click.ClickException(
+                f"{why}, and Redis at {self.url} does not answer ({exc}). "
+                "Start redis-server, or pass --bus redis://HOST:PORT/DB."
+            ) from None
+        finally:
+            client.close()
+
+    def bus(self, gateway_id: str | None = None) -> Bus:
+        from cmcstream.bus.redis import RedisBus
+
+        return RedisBus(self.url, prefix=self.prefix, gateway_id=gateway_id)
+
+    def leases(self) -> RedisLeases:
+        from cmcstream.server.leases import RedisLeases
+
+        return RedisLeases(self.url, prefix=self.prefix, ttl_s=self.lease_ttl_s)
+
+
+def _config(options: dict[str, Any]) -> ServerConfig:
+    """The configuration a command's options give; options it lacks keep their defaults.
+
+    Raises:
+        click.UsageError: the options do not make a valid configuration.
+    """
+    fields: dict[str, Any] = {"tune_gc": True}
+    for option, name in (
+        ("host", "host"),
+        ("port", "port"),
+        ("db", "db"),
+        ("seed", "seed"),
+        ("speed", "speed"),
+        ("universe_size", "universe_size"),
+        ("ping_interval_ms", "ping_interval_ms"),
+        ("idle_timeout", "idle_timeout_s"),
+        ("dex_activity", "dex_activity"),
+        ("tls_cert", "tls_cert"),
+        ("tls_key", "tls_key"),
+    ):
+        if option in options:
+            fields[name] = options[option]
     try:
-        config = ServerConfig(
-            host=host,
-            port=port,
-            db_path=None if db is None or is_postgres_url(db) else Path(db),
-            seed=seed,
-            speed=speed,
-            start_ms=None if start is None else _parse_start(start),
-            universe_size=universe_size,
-            ping_interval_ms=ping_interval_ms,
-            idle_timeout_s=idle_timeout,
-            max_frame_bytes=max_frame_bytes,
-            transport_max_bytes=max(max_frame_bytes, 1024 * 1024),
-            counting=Counting(counting),
-            billing=BillingModel(billing),
-            dex_activity=dex_activity,
-            writer=WriterPolicy(slow_timeout_s=slow_timeout),
-            tune_gc=True,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-        )
-        if tls_cert is not None and tls_key is not None:
+        if options.get("start") is not None:
+            fields["start_ms"] = _parse_start(options["start"])
+        if "max_frame_bytes" in options:
+            fields["max_frame_bytes"] = options["max_frame_bytes"]
+            fields["transport_max_bytes"] = max(options["max_frame_bytes"], 1024 * 1024)
+        if "counting" in options:
+            fields["counting"] = Counting(options["counting"])
+        if "billing" in options:
+            fields["billing"] = BillingModel(options["billing"])
+        if "slow_timeout" in options:
+            fields["writer"] = WriterPolicy(slow_timeout_s=options["slow_timeout"])
+        config = ServerConfig(**fields)
+        if config.tls_cert is not None and config.tls_key is not None:
             from cmcstream.server.transport import tls_context
 
-            tls_context(tls_cert, tls_key)  # a bad pair fails here, before anything starts
+            tls_context(
+                config.tls_cert, config.tls_key
+            )  # a bad pair fails here, before anything starts
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    store = _open_store(db)
+    return config
+
+
+def _feed_args(config: ServerConfig) -> list[str]:
+    """``cmcstream feed`` options that give a feed ``config``'s feed settings."""
+    args = [
+        *("--seed", str(config.seed), "--speed", repr(config.speed)),
+        *("--universe-size", str(config.universe_size)),
+        *("--dex-activity", repr(config.dex_activity)),
+    ]
+    if config.start_ms is not None:
+        args += ["--start", str(config.start_ms)]
+    return args
+
+
+def _gateway_args(config: ServerConfig, port: int) -> list[str]:
+    """``cmcstream gateway`` options that give a gateway ``config``'s settings on ``port``."""
+    args = [
+        *("--host", config.host, "--port", str(port)),
+        *("--db", config.store_location),
+        *("--ping-interval-ms", str(config.ping_interval_ms)),
+        *("--idle-timeout", repr(config.idle_timeout_s)),
+        *("--max-frame-bytes", str(config.max_frame_bytes)),
+        *("--counting", config.counting.value, "--billing", config.billing.value),
+        *("--slow-timeout", repr(config.writer.slow_timeout_s)),
+    ]
+    if config.tls_cert is not None and config.tls_key is not None:
+        args += ["--tls-cert", str(config.tls_cert), "--tls-key", str(config.tls_key)]
+    return args
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _run(coro: Coroutine[Any, Any, None], loop_name: str, host: str, port: int) -> None:
+    """Run a serving coroutine on the chosen loop; a port in use is a one-line error."""
     try:
         with asyncio.Runner(loop_factory=_loop_factory(loop_name)) as runner:
-            runner.run(_serve(config, store))
+            runner.run(coro)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             click.echo(f"error: {host}:{port} is already in use (try --port)", err=True)
             sys.exit(1)
         raise
+
+
+@main.command()
+@_gateway_options
+@_feed_options
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Gateway processes sharing the port. Above 1 the feed runs in a process of its "
+    "own too, and all of them meet in Redis (--bus).",
+)
+@_bus_option(
+    None,
+    "Redis joining the feed and the gateways. Default: in-process with one worker, "
+    f"{DEFAULT_BUS} with more.",
+)
+@_bus_prefix_option
+@_lease_ttl_option
+@_process_options
+def serve(
+    workers: int,
+    bus: str | None,
+    bus_prefix: str,
+    lease_ttl: float,
+    loop_name: str,
+    log_level: str,
+    **options: Any,
+) -> None:
+    """Run the server: ws://HOST:PORT/v1, with GET /health on the same port.
+
+    Alone it is one process: the feed and one gateway over an in-process bus.
+    With --workers N it is one feed process and N gateway processes sharing
+    the port, supervised by this one; with --bus, other machines' gateways
+    (`cmcstream gateway`) can join.
+    """
+    _setup_logging(log_level)
+    config = _config(options)
+    if workers > 1:
+        cluster = _Cluster(bus or DEFAULT_BUS, bus_prefix, lease_ttl)
+        _serve_workers(config, workers, cluster, loop_name, log_level)
+        return
+    single: _Cluster | None = None
+    if bus is not None:
+        single = _Cluster(bus, bus_prefix, lease_ttl)
+        single.require("--bus joins processes through Redis")
+    store = _open_store(config.store_location)
+    try:
+        _run(_serve(config, store, single), loop_name, config.host, config.port)
     finally:
         store.close()
 
@@ -232,34 +427,63 @@ def _parse_start(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-async def _serve(config: ServerConfig, store: Store) -> None:
-    from cmcstream.app import App  # the server's imports are only paid by `serve`
+async def _run_node(node: App, banner: Callable[[], None] | None) -> None:
+    """Start ``node``, print its banner, and serve until SIGINT or SIGTERM, or until the
+    supervisor that started this process is gone.
 
-    demo = _demo_key(store)
-    started = time.monotonic()
-    node = App(config, store)
-    await node.start()
-    click.echo(f"cmcstream {__version__} listening on {node.url}")
-    scheme = "http" if config.tls_cert is None else "https"
-    click.echo(f"  health:   {scheme}://{config.host}:{node.port}/health")
-    click.echo(f"  key store: {store.location}")
-    if demo is not None:
-        click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
-    else:
-        click.echo(f"  {store.count()} keys in the store; see `cmcstream keys list`")
-    click.echo(
-        f"  market: {config.universe_size} assets, seed {config.seed}, speed {config.speed:g}x"
-        f" (ready in {time.monotonic() - started:.1f} s)"
-    )
+    The signals are caught before the start, so one that comes during it stops
+    the node cleanly as soon as it has started.
+    """
+    from cmcstream.workers import notify_ready, watch_parent
+
     loop = asyncio.get_running_loop()
-    click.echo(f"  event loop: {type(loop).__module__.partition('.')[0]}")
-    click.echo(f"  on-chain engine: {engine_build()}")
-    click.echo("Press Ctrl-C to stop.")
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await node.serve_until(stop)
+    watcher = loop.create_task(watch_parent(stop))
+    try:
+        await node.start()
+        notify_ready()
+        if banner is not None:
+            banner()
+        await node.serve_until(stop)
+    finally:
+        watcher.cancel()
+
+
+async def _serve(config: ServerConfig, store: Store, cluster: _Cluster | None) -> None:
+    from cmcstream.app import App  # the server's imports are only paid by `serve`
+
+    demo = _demo_key(store)
+    started = time.monotonic()
+    bus = leases = None
+    if cluster is not None:
+        leases = cluster.leases()
+        bus = cluster.bus(leases.gateway_id)
+    node = App(config, store, bus=bus, leases=leases)
+
+    def banner() -> None:
+        click.echo(f"cmcstream {__version__} listening on {node.url}")
+        scheme = "http" if config.tls_cert is None else "https"
+        click.echo(f"  health:   {scheme}://{config.host}:{node.port}/health")
+        click.echo(f"  key store: {store.location}")
+        if demo is not None:
+            click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
+        else:
+            click.echo(f"  {store.count()} keys in the store; see `cmcstream keys list`")
+        click.echo(
+            f"  market: {config.universe_size} assets, seed {config.seed},"
+            f" speed {config.speed:g}x (ready in {time.monotonic() - started:.1f} s)"
+        )
+        if cluster is not None:
+            click.echo(f"  bus: {cluster.url} (prefix {cluster.prefix})")
+        loop = asyncio.get_running_loop()
+        click.echo(f"  event loop: {type(loop).__module__.partition('.')[0]}")
+        click.echo(f"  on-chain engine: {engine_build()}")
+        click.echo("Press Ctrl-C to stop.")
+
+    await _run_node(node, banner)
     click.echo("stopped.")
 
 
@@ -267,10 +491,208 @@ def _demo_key(store: Store) -> KeyRecord | None:
     """Create the demo key in an empty store; otherwise find it if it is still usable."""
     if store.count() == 0:
         return store.create(plan=DEFAULT_PLAN, name="demo")
+    return _find_demo_key(store)
+
+
+def _find_demo_key(store: Store) -> KeyRecord | None:
     for record in store.list():
         if record.name == "demo" and record.status is KeyStatus.ACTIVE:
             return record
     return None
+
+
+def _serve_workers(
+    config: ServerConfig, workers: int, cluster: _Cluster, loop_name: str, log_level: str
+) -> None:
+    """One feed process and ``workers`` gateway processes on one port, supervised from here."""
+    from cmcstream.workers import ChildFailed, Role, Supervisor, python_argv, reserve_port
+
+    cluster.require(f"--workers {workers} runs a process per gateway, which meet in Redis")
+    try:
+        reserved = reserve_port(config.host, config.port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            click.echo(
+                f"error: {config.host}:{config.port} is already in use (try --port)", err=True
+            )
+            sys.exit(1)
+        raise
+    try:
+        port = int(reserved.getsockname()[1])
+        store = _open_store(config.store_location)
+        try:
+            demo = _demo_key(store)
+            keys = store.count()
+        finally:
+            store.close()
+        shared = [
+            *("--bus", cluster.url, "--bus-prefix", cluster.prefix),
+            *("--loop", loop_name, "--log-level", log_level),
+        ]
+        feed = Role("feed", python_argv("feed", *_feed_args(config), *shared))
+        gateway_args = [
+            *_gateway_args(config, port),
+            *("--reuse-port", "--lease-ttl", repr(cluster.lease_ttl_s)),
+            *shared,
+        ]
+        gateways = [
+            Role(f"gateway {i}", python_argv("gateway", *gateway_args))
+            for i in range(1, workers + 1)
+        ]
+        supervisor = Supervisor([[feed], gateways], report=lambda line: click.echo(line, err=True))
+
+        def banner() -> None:
+            scheme = "ws" if config.tls_cert is None else "wss"
+            click.echo(f"cmcstream {__version__} listening on {scheme}://{config.host}:{port}/v1")
+            click.echo(
+                f"  health:   {'http' if scheme == 'ws' else 'https'}://{config.host}:{port}/health"
+            )
+            click.echo(f"  key store: {_safe_location(config.store_location)}")
+            if demo is not None:
+                click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
+            else:
+                click.echo(f"  {keys} keys in the store; see `cmcstream keys list`")
+            click.echo(
+                f"  market: {config.universe_size} assets, seed {config.seed},"
+                f" speed {config.speed:g}x"
+            )
+            pids = ", ".join(f"{name} {pid}" for name, pid in supervisor.pids.items())
+            click.echo(f"  processes: {pids}")
+            click.echo(f"  bus: {cluster.url} (prefix {cluster.prefix})")
+            click.echo("Press Ctrl-C to stop.")
+
+        try:
+            asyncio.run(_supervise(supervisor, banner))
+        except ChildFailed as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        click.echo("stopped.")
+    finally:
+        reserved.close()
+
+
+async def _supervise(supervisor: Supervisor, banner: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    starting = loop.create_task(supervisor.start())
+    stopping = loop.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()  # it stops the children it started
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return
+    stopping.cancel()
+    starting.result()
+    banner()
+    await supervisor.run(stop)
+
+
+@main.command()
+@_feed_options
+@_bus_option(DEFAULT_BUS, "Redis, where the gateways meet this feed.")
+@_bus_prefix_option
+@_process_options
+def feed(bus: str, bus_prefix: str, loop_name: str, log_level: str, **options: Any) -> None:
+    """Run the feed alone: the simulated market and DEX world, published through Redis.
+
+    Run one per deployment; gateways (`cmcstream gateway`, on this machine or
+    others) serve its pushes to clients.
+    """
+    _setup_logging(log_level)
+    config = _config(options)
+    cluster = _Cluster(bus, bus_prefix, 0.0)
+    cluster.require("a feed publishes through Redis")
+    _run(_feed(config, cluster), loop_name, config.host, config.port)
+
+
+async def _feed(config: ServerConfig, cluster: _Cluster) -> None:
+    from cmcstream.app import App
+    from cmcstream.workers import supervised
+
+    started = time.monotonic()
+    node = App(config, bus=cluster.bus(), gateway=False)
+
+    def banner() -> None:
+        click.echo(
+            f"cmcstream {__version__} feed publishing on {cluster.url} (prefix {cluster.prefix})"
+        )
+        click.echo(
+            f"  market: {config.universe_size} assets, seed {config.seed},"
+            f" speed {config.speed:g}x (ready in {time.monotonic() - started:.1f} s)"
+        )
+        click.echo(f"  on-chain engine: {engine_build()}")
+        click.echo("Press Ctrl-C to stop.")
+
+    quiet = supervised()  # the supervisor prints the banner
+    await _run_node(node, None if quiet else banner)
+    if not quiet:
+        click.echo("stopped.")
+
+
+@main.command()
+@_gateway_options
+@_bus_option(DEFAULT_BUS, "Redis, where this gateway meets the feed and the other gateways.")
+@_bus_prefix_option
+@_lease_ttl_option
+@click.option(
+    "--reuse-port",
+    is_flag=True,
+    help="Share the port with other gateways on this machine (SO_REUSEPORT).",
+)
+@_process_options
+def gateway(
+    bus: str,
+    bus_prefix: str,
+    lease_ttl: float,
+    reuse_port: bool,
+    loop_name: str,
+    log_level: str,
+    **options: Any,
+) -> None:
+    """Run one gateway: clients' connections to the pushes of the feed on Redis.
+
+    Run as many as needed, on this machine (--reuse-port) or others, with the
+    same --bus and a shared key store. A key's connection limit holds across all.
+    """
+    _setup_logging(log_level)
+    config = dataclasses.replace(_config(options), reuse_port=reuse_port)
+    cluster = _Cluster(bus, bus_prefix, lease_ttl)
+    cluster.require("a gateway receives the feed through Redis")
+    store = _open_store(config.store_location)
+    try:
+        _run(_gateway(config, store, cluster), loop_name, config.host, config.port)
+    finally:
+        store.close()
+
+
+async def _gateway(config: ServerConfig, store: Store, cluster: _Cluster) -> None:
+    from cmcstream.app import App
+    from cmcstream.workers import supervised
+
+    leases = cluster.leases()
+    node = App(config, store, bus=cluster.bus(leases.gateway_id), feed=False, leases=leases)
+
+    def banner() -> None:
+        click.echo(f"cmcstream {__version__} gateway listening on {node.url}")
+        scheme = "http" if config.tls_cert is None else "https"
+        click.echo(f"  health:   {scheme}://{config.host}:{node.port}/health")
+        click.echo(f"  key store: {store.location}")
+        demo = _find_demo_key(store)
+        if demo is not None:
+            click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
+        else:
+            click.echo(f"  {store.count()} keys in the store; see `cmcstream keys list`")
+        click.echo(f"  bus: {cluster.url} (prefix {cluster.prefix})")
+        click.echo("Press Ctrl-C to stop.")
+
+    quiet = supervised()  # the supervisor prints the banner
+    await _run_node(node, None if quiet else banner)
+    if not quiet:
+        click.echo("stopped.")
 
 
 # -- keys ----------------------------------------------------------------------------------------

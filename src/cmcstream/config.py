@@ -40,7 +40,8 @@ class ServerConfig:
     Attributes:
         host: interface to listen on.
         port: TCP port; 0 picks a free one.
-        db_path: the SQLite key store; ``None`` for :func:`default_db_path`.
+        db: the key store: a SQLite file or a ``postgresql://`` URL; ``None`` for
+            :func:`default_db_path`.
         seed: seed of the simulators; the same seed gives the same stream.
         speed: simulated seconds per wall second (cadence, history and windows follow it).
         start_ms: simulated epoch ms at start; ``None`` for now. With a fixed
@@ -82,11 +83,14 @@ class ServerConfig:
             handshake.
         tls_cert: PEM certificate (with its chain) to serve ``wss://``; needs ``tls_key``.
         tls_key: the certificate's private key.
+        reuse_port: listen with ``SO_REUSEPORT``, so several gateway processes
+            on one machine share the port and the kernel spreads connections
+            across them.
     """
 
     host: str = "127.0.0.1"
     port: int = 8765
-    db_path: Path | None = None
+    db: str | None = None
     seed: int = 0
     speed: float = 1.0
     start_ms: int | None = None
@@ -115,6 +119,7 @@ class ServerConfig:
     open_timeout_s: float = 10.0
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -127,5 +132,6 @@ class ServerConfig:
             raise ValueError("TLS needs both a certificate and its key")
 
     @property
-    def resolved_db_path(self) -> Path:
-        return self.db_path if self.db_path is not None else default_db_path()
+    def store_location(self) -> str:
+        """Where the key store is: ``db``, or the default SQLite file."""
+        return self.db if self.db is not None else str(default_db_path())

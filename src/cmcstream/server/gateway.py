@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
@@ -39,6 +39,9 @@ from cmcstream.server.usage import PushCharge, UsageLedger
 from cmcstream.server.writer import FlushScheduler
 from cmcstream.version import __version__
 
+if TYPE_CHECKING:
+    from cmcstream.server.leases import Lease, Leases
+
 __all__ = ["Gateway"]
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,8 @@ class Gateway:
             months; defaults to the system clock. Clients compare those with
             their own clock, whatever ``--speed`` the market runs at.
         health: extra ``/health`` fields (the feed's, when it runs in this process).
+        leases: where a key's connections are counted across gateways; without
+            it, each gateway counts its own (one gateway, one process).
     """
 
     def __init__(
@@ -66,8 +71,10 @@ class Gateway:
         *,
         wall: Clock | None = None,
         health: Callable[[], dict[str, Any]] | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.config = config
+        self.leases = leases
         self.store = store
         self.keys = store.open_async()
         self.wall: Clock = wall if wall is not None else SystemClock()
@@ -92,6 +99,8 @@ class Gateway:
     async def start(self) -> None:
         """Start listening and start the background loops."""
         loop = asyncio.get_running_loop()
+        if self.leases is not None:
+            await self.leases.start()
         self.scheduler = FlushScheduler(loop)
         self.hub.on_fanout = self.scheduler.fanout
         self.hub.on_batch_end = self.scheduler.flush
@@ -115,6 +124,7 @@ class Gateway:
             close_timeout=config.close_timeout_s,
             server_header=f"cmcstream/{__version__}",
             backlog=config.backlog,
+            reuse_port=config.reuse_port,
         )
         self._loops = [
             loop.create_task(self._sweep_loop(), name="sweep"),
@@ -170,6 +180,8 @@ class Gateway:
             logger.error(
                 "usage not saved at shutdown: %d milli-credits and %d messages", milli, messages
             )
+        if self.leases is not None:
+            await self.leases.aclose()
         await self.keys.aclose()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -203,6 +215,19 @@ class Gateway:
     async def _handle(self, ws: ServerConnection) -> None:
         assert isinstance(ws, ActivityConnection)
         verdict = await self._admit(ws)
+        lease: Lease | None = None
+        if self.leases is not None and not isinstance(verdict, Refusal):
+            # Last, after every other check: a lease taken is a slot held cluster-wide.
+            lease = await self.leases.acquire(verdict.record.key, verdict.plan.connection_limit)
+            if lease is None:
+                verdict = Refusal(CloseCode.CONNECTION_LIMIT)
+        try:
+            await self._serve_admitted(ws, verdict)
+        finally:
+            if lease is not None:
+                lease.release()
+
+    async def _serve_admitted(self, ws: ActivityConnection, verdict: Admission | Refusal) -> None:
         now_ms = self.wall.now_ms()
         if isinstance(verdict, Refusal):
             if verdict.error is not None:
