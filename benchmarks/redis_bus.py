@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fanout import procs
 from fanout.frames import build_frames, busiest_token
 from fanout.procs import ChildFailed
-from fanout.scenarios import Context, Settings, _market_plan, _steady, fanout, running
+from fanout.scenarios import Context, Settings, fanout, latency
 from fanout.servers import Launch
 from run import make_keys, progress, raise_fd_limit
 
@@ -64,18 +64,6 @@ async def light_latency(ctx: Context, name: str) -> dict[str, Any]:
     """Latency with no burst to drain: 100 connections × 1 id, 20 ticks/s of 100 pushes."""
     light = dataclasses.replace(ctx.settings, latency_conns=100, latency_ids=1, latency_speed=100.0)
     return await latency(dataclasses.replace(ctx, settings=light), name)
-
-
-async def latency(ctx: Context, name: str) -> dict[str, Any]:
-    """The suite's latency scenario, with ``ts`` read as what the server stamps: wall-clock
-    ms at publish time (the suite's load generator maps it as simulated ms)."""
-    s = ctx.settings
-    async with running(ctx, name, ctx.launch(s.latency_speed)) as server:
-        await asyncio.sleep(s.settle_s)
-        plan = _market_plan(ctx, s.latency_ids, 1.0)
-        result = await _steady(ctx, server, s.latency_conns, plan, s.warmup_s)
-    result["offered_pushes_per_s"] = s.latency_rate
-    return result
 
 
 def parse_args() -> argparse.Namespace:

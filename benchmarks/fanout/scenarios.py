@@ -319,9 +319,11 @@ def _connect_timeout(conns: int) -> float:
     return 60.0 + conns / 100.0
 
 
-def _market_plan(ctx: Context, ids_per_conn: int, speed: float) -> dict[str, Any]:
+def _market_plan(ctx: Context, ids_per_conn: int) -> dict[str, Any]:
     return {
-        "speed": speed,
+        # A push's ``ts`` is the wall-clock send time at any server speed, so the
+        # load generator's latency clock runs at 1.
+        "speed": 1.0,
         "subscribe": {
             "kind": "market",
             "ids": ctx.frames.ids,
@@ -432,7 +434,7 @@ async def fanout(ctx: Context, name: str) -> dict[str, Any]:
     s = ctx.settings
     async with running(ctx, name, ctx.launch(s.fanout_speed)) as server:
         await asyncio.sleep(s.settle_s)
-        plan = _market_plan(ctx, s.fanout_ids, s.fanout_speed)
+        plan = _market_plan(ctx, s.fanout_ids)
         plan["parse_every"] = s.fanout_parse_every
         return await _steady(ctx, server, s.fanout_conns, plan, s.warmup_s)
 
@@ -441,7 +443,7 @@ async def latency(ctx: Context, name: str) -> dict[str, Any]:
     s = ctx.settings
     async with running(ctx, name, ctx.launch(s.latency_speed)) as server:
         await asyncio.sleep(s.settle_s)
-        plan = _market_plan(ctx, s.latency_ids, s.latency_speed)
+        plan = _market_plan(ctx, s.latency_ids)
         result = await _steady(ctx, server, s.latency_conns, plan, s.warmup_s)
     result["offered_pushes_per_s"] = s.latency_rate
     return result
@@ -453,7 +455,7 @@ async def onchain(ctx: Context, name: str) -> dict[str, Any]:
     async with running(ctx, name, launch) as server:
         await asyncio.sleep(s.settle_s)
         plan = {
-            "speed": s.onchain_speed,
+            "speed": 1.0,  # the envelope ts is wall-clock time
             "subscribe": {
                 "kind": "onchain",
                 "platform_id": s.onchain_platform,
@@ -513,7 +515,7 @@ async def slow(ctx: Context, name: str) -> dict[str, Any]:
             raise ChildFailed("the slow-reader scenario needs cmcstream's launcher")
         await asyncio.sleep(s.settle_s)
         rss_base = procstat.rss_kib(server.pid)
-        plan = _market_plan(ctx, s.slow_ids, s.slow_speed)
+        plan = _market_plan(ctx, s.slow_ids)
         plan["slow_every"] = s.slow_every
         plan["slow_rcvbuf"] = s.slow_rcvbuf
         plan["parse_every"] = s.slow_parse_every

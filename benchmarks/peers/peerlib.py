@@ -6,7 +6,7 @@ connect (when the ``X-CMC_PRO_API_KEY`` header is there), ``ack`` for
 market pushes of cmcstream's own frames (``--frames``, written by the harness),
 on cmcstream's schedule: every id of the top 500 each cadence of simulated time,
 ``--speed`` times faster than real time, skipping to the latest tick when it
-falls more than a cadence behind. ``ts`` is the simulated send time, as in
+falls more than a cadence behind. ``ts`` is the wall-clock send time, as in
 cmcstream, so the same latency calibration applies.
 
 With ``--hold``, ticks start only on SIGUSR2, which the harness sends once every
@@ -190,5 +190,6 @@ async def tick_forever(
         now = clock.now_ms()
         if now - due > cadence_ms:
             due = now - now % cadence_ms
-        publish(clock.now_ms())
+        # ``ts`` is the wall-clock send time, as cmcstream stamps it.
+        publish(time.time_ns() // 1_000_000)
         due += cadence_ms

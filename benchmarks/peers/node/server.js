@@ -127,7 +127,7 @@ let due = 0;
 function tick() {
   const now = nowMs();
   if (now - due > cadenceMs) due = now - (now % cadenceMs);
-  publish(nowMs());
+  publish(Date.now()); // ts is the wall-clock send time, as cmcstream stamps it
   due += cadenceMs;
   setTimeout(tick, wallDelayMs(due - nowMs()));
 }
