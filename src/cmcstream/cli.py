@@ -30,8 +30,8 @@ from cmcstream.server.store import (
     Store,
     StoreUnavailable,
     month_of,
-    open_store,
 )
+from cmcstream.server.stores import open_store
 from cmcstream.version import __version__
 
 if TYPE_CHECKING:

@@ -33,7 +33,8 @@ from cmcstream.cli import main
 from cmcstream.server.auth import HEADER
 from cmcstream.server.keystore import KeyStore
 from cmcstream.server.keystore_pg import PostgresKeyStore
-from cmcstream.server.store import AsyncStore, KeyStatus, Store, month_of, open_store
+from cmcstream.server.store import AsyncStore, KeyStatus, Store, month_of
+from cmcstream.server.stores import open_store
 from cmcstream.server.usage import UsageLedger
 from cmcstream.testing import running_server
 from tests.server.conftest import closed_with, dial, recv_json, request, welcomed

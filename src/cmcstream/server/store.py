@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from cmcstream.protocol.billing import MILLI, format_credits, to_milli
@@ -37,11 +36,9 @@ __all__ = [
     "StoreUnavailable",
     "Usage",
     "UsageDeltas",
-    "is_postgres_url",
     "month_of",
     "new_key",
     "new_record",
-    "open_store",
     "record_of",
 ]
 
@@ -235,29 +232,6 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def is_postgres_url(location: str | Path) -> bool:
-    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
-
-
-def open_store(location: str | Path) -> Store:
-    """The store at ``location``: a ``postgresql://`` URL, or a SQLite file (``:memory:``).
-
-    Raises:
-        StoreUnavailable: the database cannot be reached or set up.
-    """
-    if is_postgres_url(location):
-        try:
-            from cmcstream.server.keystore_pg import PostgresKeyStore
-        except ImportError as exc:
-            raise StoreUnavailable(
-                f"PostgreSQL needs psycopg: pip install 'cmcstream[postgres]' ({exc})"
-            ) from None
-        return PostgresKeyStore(str(location))
-    from cmcstream.server.keystore import KeyStore
-
-    return KeyStore(location)
 
 
 class StoreUnavailable(Exception):
