@@ -49,6 +49,32 @@ def main() -> None:
     """A self-hostable CoinMarketCap WebSocket API server, and its tools."""
 
 
+def _evm_options(command: Callable[..., None]) -> Callable[..., None]:
+    options = [
+        click.option(
+            "--source",
+            type=click.Choice(["sim", "evm"]),
+            default="sim",
+            show_default=True,
+            help="On-chain data: the DEX simulator, or an EVM chain over JSON-RPC (--rpc).",
+        ),
+        click.option("--rpc", default=None, help="The chain's WebSocket JSON-RPC URL (ws://…)."),
+        click.option(
+            "--platform-id", default=1, show_default=True, help="The chain's platform id."
+        ),
+        click.option(
+            "--from-block",
+            type=int,
+            default=None,
+            help="Back-fill from this block (default: head).",
+        ),
+        click.option("--confirmations", default=0, show_default=True, help="Blocks on top."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 # -- serve ---------------------------------------------------------------------------------------
 
 
@@ -128,6 +154,7 @@ def main() -> None:
     default="warning",
     show_default=True,
 )
+@_evm_options
 def serve(
     host: str,
     port: int,
@@ -147,6 +174,7 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     log_level: str,
+    **evm: Any,
 ) -> None:
     """Run the server: ws://HOST:PORT/v1, with GET /health on the same port."""
     logging.basicConfig(
@@ -182,7 +210,7 @@ def serve(
     store = KeyStore(config.resolved_db_path)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(loop_name)) as runner:
-            runner.run(_serve(config, store))
+            runner.run(_serve(config, store, _evm_source(**evm)))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             click.echo(f"error: {host}:{port} is already in use (try --port)", err=True)
@@ -219,12 +247,14 @@ def _parse_start(text: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-async def _serve(config: ServerConfig, store: KeyStore) -> None:
+async def _serve(
+    config: ServerConfig, store: KeyStore, dex: Callable[[], Any] | None = None
+) -> None:
     from cmcstream.app import App  # the server's imports are only paid by `serve`
 
     demo = _demo_key(store)
     started = time.monotonic()
-    node = App(config, store)
+    node = App(config, store) if dex is None else _chain_app(config, store, dex())
     await node.start()
     click.echo(f"cmcstream {__version__} listening on {node.url}")
     scheme = "http" if config.tls_cert is None else "https"
@@ -258,6 +288,99 @@ def _demo_key(store: KeyStore) -> KeyRecord | None:
         if record.name == "demo" and record.status is KeyStatus.ACTIVE:
             return record
     return None
+
+
+# -- an EVM chain as the on-chain source ----------------------------------------------------------
+
+
+def _evm_source(
+    source: str, rpc: str | None, platform_id: int, from_block: int | None, confirmations: int
+) -> Callable[[], Any] | None:
+    if source == "sim":
+        return None
+    if rpc is None:
+        raise click.UsageError("--source evm needs --rpc ws://HOST:PORT")
+    try:
+        from cmcstream.sources.evm.source import EvmSource
+    except ImportError:
+        raise click.UsageError(
+            "--source evm needs the evm extra: pip install 'cmcstream[evm]'"
+        ) from None
+
+    def build() -> Any:
+        return EvmSource(rpc, platform_id, from_block=from_block, confirmations=confirmations)
+
+    return build
+
+
+def _chain_app(config: ServerConfig, store: KeyStore, dex: Any) -> Any:
+    from cmcstream.app import App
+    from cmcstream.bus.memory import MemoryBus
+    from cmcstream.feed import Feed
+
+    bus = MemoryBus()
+    return App(config, store, bus=bus, feed=Feed(config, bus, dex=dex))
+
+
+@main.command()
+@click.option("--port", default=8765, show_default=True, help="TCP port (0 picks a free one).")
+@_db_option
+@click.option("--seed", default=0, show_default=True, help="Seed of the trading loop.")
+@click.option("--rate", default=2.0, show_default=True, help="Trading actions per second.")
+def devchain(port: int, db: Path | None, seed: int, rate: float) -> None:
+    """A local chain to stream from: anvil, Uniswap V2, three ERC-20s and seeded traders.
+
+    Needs the chain tools of the source checkout (`npm ci --prefix chain`) and the
+    evm extra. Serves the on-chain channels of platform 1 from that chain.
+    """
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from cmcstream.sources.evm.anvil import Anvil, ChainToolsMissing
+    except ImportError:
+        raise click.UsageError(
+            "devchain needs the evm extra: pip install 'cmcstream[evm]'"
+        ) from None
+    try:
+        chain = Anvil()
+    except ChainToolsMissing as exc:
+        raise click.UsageError(str(exc)) from None
+    config = ServerConfig(port=port, db_path=db, dex_warm_up=False)
+    store = KeyStore(config.resolved_db_path)
+    try:
+        with chain:
+            click.echo(f"anvil on {chain.ws_url} (log {chain.log_path})")
+            asyncio.run(_devchain(config, store, chain.ws_url, seed, rate))
+    finally:
+        store.close()
+
+
+async def _devchain(
+    config: ServerConfig, store: KeyStore, rpc: str, seed: int, rate: float
+) -> None:
+    from web3 import AsyncWeb3, WebSocketProvider
+
+    from cmcstream.sources.evm.devchain import DevChain
+    from cmcstream.sources.evm.source import EvmSource
+
+    async with AsyncWeb3(WebSocketProvider(rpc)) as w3:
+        dex = await DevChain.deploy(w3, seed=seed)
+        for symbol, token in dex.tokens.items():
+            click.echo(f"  token {symbol:<5} {token.address.lower()}")
+        for name, pair in dex.pairs.items():
+            click.echo(f"  pool  {name:<10} {pair.address.lower()}")
+
+        async def trade() -> None:
+            while True:
+                await asyncio.sleep(dex.rng.expovariate(rate))
+                await dex.act()
+
+        trading = asyncio.get_running_loop().create_task(trade(), name="devchain-trading")
+        try:
+            await _serve(config, store, lambda: EvmSource(rpc, 1, from_block=0))
+        finally:
+            trading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await trading
 
 
 # -- keys ----------------------------------------------------------------------------------------
