@@ -369,8 +369,12 @@ async def _devchain(
         for name, pair in dex.pairs.items():
             click.echo(f"  pool  {name:<10} {pair.address.lower()}")
 
+        stopping = asyncio.Event()
+
         async def trade() -> None:
-            while True:
+            # A flag as well as cancellation: a cancel landing as a web3 call
+            # completes can be lost, and the loop must still end.
+            while not stopping.is_set():
                 await asyncio.sleep(dex.rng.expovariate(rate))
                 await dex.act()
 
@@ -378,9 +382,9 @@ async def _devchain(
         try:
             await _serve(config, store, lambda: EvmSource(rpc, 1, from_block=0))
         finally:
+            stopping.set()
             trading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await trading
+            await asyncio.wait([trading], timeout=5)
 
 
 # -- keys ----------------------------------------------------------------------------------------

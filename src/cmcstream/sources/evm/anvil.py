@@ -10,9 +10,12 @@ up and then blocks the node, so its output always goes to a file.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +24,14 @@ from types import TracebackType
 __all__ = ["Anvil", "ChainToolsMissing", "chain_dir"]
 
 NPM_CI: str = "npm ci --prefix chain"
+_PR_SET_PDEATHSIG = 1
 _LISTENING = re.compile(rb"Listening on 127\.0\.0\.1:(\d+)")
+
+
+def _die_with_parent() -> None:
+    """In the child: the kernel ends it when the process that started it dies, even by SIGKILL."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ChainToolsMissing(RuntimeError):
@@ -98,7 +108,11 @@ class Anvil:
             args += ["--block-time", str(self.block_time)]
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         deadline = time.monotonic() + timeout
         try:
