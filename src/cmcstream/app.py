@@ -34,7 +34,8 @@ class App:
         store: the key store (needed with a gateway; the app does not close it).
         bus: defaults to a :class:`MemoryBus`, which only joins a feed and a
             gateway in this process.
-        feed: run the feed here.
+        feed: run the feed here; or the feed to run (built on ``bus``, say with
+            another on-chain source).
         gateway: run the gateway here.
         clock: the feed's simulated time (see :class:`Feed`).
         wall: real time, for everything on the wire outside payloads.
@@ -47,7 +48,7 @@ class App:
         store: Store | None = None,
         *,
         bus: Bus | None = None,
-        feed: bool = True,
+        feed: bool | Feed = True,
         gateway: bool = True,
         clock: Clock | None = None,
         wall: Clock | None = None,
@@ -57,7 +58,10 @@ class App:
             raise ValueError("an app runs a feed, a gateway or both")
         self.config = config
         self.bus: Bus = bus if bus is not None else MemoryBus()
-        self.feed = Feed(config, self.bus, clock=clock, wall=wall) if feed else None
+        if isinstance(feed, Feed):
+            self.feed: Feed | None = feed
+        else:
+            self.feed = Feed(config, self.bus, clock=clock, wall=wall) if feed else None
         self.gateway: Gateway | None = None
         if gateway:
             if store is None:

@@ -186,6 +186,23 @@ _process_options = _options(
 )
 
 
+_evm_options = _options(
+    click.option(
+        "--source",
+        type=click.Choice(["sim", "evm"]),
+        default="sim",
+        show_default=True,
+        help="On-chain data: the DEX simulator, or an EVM chain over JSON-RPC (--rpc).",
+    ),
+    click.option("--rpc", default=None, help="The chain's WebSocket JSON-RPC URL (ws://…)."),
+    click.option("--platform-id", default=1, show_default=True, help="The chain's platform id."),
+    click.option(
+        "--from-block", type=int, default=None, help="Back-fill from this block (default: head)."
+    ),
+    click.option("--confirmations", default=0, show_default=True, help="Blocks on top."),
+)
+
+
 def _bus_option(default: str | None, help: str) -> _Decorator:
     return click.option(
         "--bus",
@@ -367,6 +384,7 @@ def _run(coro: Coroutine[Any, Any, None], loop_name: str, host: str, port: int) 
 @_bus_prefix_option
 @_lease_ttl_option
 @_process_options
+@_evm_options
 def serve(
     workers: int,
     bus: str | None,
@@ -384,8 +402,17 @@ def serve(
     (`cmcstream gateway`) can join.
     """
     _setup_logging(log_level)
+    dex = _evm_source(
+        options.pop("source"),
+        options.pop("rpc"),
+        options.pop("platform_id"),
+        options.pop("from_block"),
+        options.pop("confirmations"),
+    )
     config = _config(options)
     if workers > 1:
+        if dex is not None:
+            raise click.UsageError("--source evm runs in one process (no --workers)")
         cluster = _Cluster(bus or DEFAULT_BUS, bus_prefix, lease_ttl)
         _serve_workers(config, workers, cluster, loop_name, log_level)
         return
@@ -395,7 +422,7 @@ def serve(
         single.require("--bus joins processes through Redis")
     store = _open_store(config.store_location)
     try:
-        _run(_serve(config, store, single), loop_name, config.host, config.port)
+        _run(_serve(config, store, single, dex), loop_name, config.host, config.port)
     finally:
         store.close()
 
@@ -452,16 +479,29 @@ async def _run_node(node: App, banner: Callable[[], None] | None) -> None:
         watcher.cancel()
 
 
-async def _serve(config: ServerConfig, store: Store, cluster: _Cluster | None) -> None:
+async def _serve(
+    config: ServerConfig,
+    store: Store,
+    cluster: _Cluster | None,
+    dex: Callable[[], Any] | None = None,
+) -> None:
     from cmcstream.app import App  # the server's imports are only paid by `serve`
+    from cmcstream.bus.memory import MemoryBus
+    from cmcstream.feed import Feed
 
     demo = _demo_key(store)
     started = time.monotonic()
-    bus = leases = None
+    bus: Any = None
+    leases = None
     if cluster is not None:
         leases = cluster.leases()
         bus = cluster.bus(leases.gateway_id)
-    node = App(config, store, bus=bus, leases=leases)
+    if dex is None:
+        node = App(config, store, bus=bus, leases=leases)
+    else:
+        # Another on-chain source: the feed is built here, on the app's bus.
+        bus = bus if bus is not None else MemoryBus()
+        node = App(config, store, bus=bus, feed=Feed(config, bus, dex=dex()), leases=leases)
 
     def banner() -> None:
         click.echo(f"cmcstream {__version__} listening on {node.url}")
@@ -693,6 +733,92 @@ async def _gateway(config: ServerConfig, store: Store, cluster: _Cluster) -> Non
     await _run_node(node, None if quiet else banner)
     if not quiet:
         click.echo("stopped.")
+
+
+# -- an EVM chain as the on-chain source ----------------------------------------------------------
+
+
+def _evm_source(
+    source: str, rpc: str | None, platform_id: int, from_block: int | None, confirmations: int
+) -> Callable[[], Any] | None:
+    if source == "sim":
+        return None
+    if rpc is None:
+        raise click.UsageError("--source evm needs --rpc ws://HOST:PORT")
+    try:
+        from cmcstream.sources.evm.source import EvmSource
+    except ImportError:
+        raise click.UsageError(
+            "--source evm needs the evm extra: pip install 'cmcstream[evm]'"
+        ) from None
+
+    def build() -> Any:
+        return EvmSource(rpc, platform_id, from_block=from_block, confirmations=confirmations)
+
+    return build
+
+
+@main.command()
+@click.option("--port", default=8765, show_default=True, help="TCP port (0 picks a free one).")
+@_db_option
+@click.option("--seed", default=0, show_default=True, help="Seed of the trading loop.")
+@click.option("--rate", default=2.0, show_default=True, help="Trading actions per second.")
+def devchain(port: int, db: str | None, seed: int, rate: float) -> None:
+    """A local chain to stream from: anvil, Uniswap V2, three ERC-20s and seeded traders.
+
+    Needs the chain tools of the source checkout (`npm ci --prefix chain`) and the
+    evm extra. Serves the on-chain channels of platform 1 from that chain.
+    """
+    _setup_logging("warning")
+    try:
+        from cmcstream.sources.evm.anvil import Anvil, ChainToolsMissing
+    except ImportError:
+        raise click.UsageError(
+            "devchain needs the evm extra: pip install 'cmcstream[evm]'"
+        ) from None
+    try:
+        chain = Anvil()
+    except ChainToolsMissing as exc:
+        raise click.UsageError(str(exc)) from None
+    config = ServerConfig(port=port, db=db, dex_warm_up=False)
+    store = _open_store(config.store_location)
+    try:
+        with chain:
+            click.echo(f"anvil on {chain.ws_url} (log {chain.log_path})")
+            asyncio.run(_devchain(config, store, chain.ws_url, seed, rate))
+    finally:
+        store.close()
+
+
+async def _devchain(config: ServerConfig, store: Store, rpc: str, seed: int, rate: float) -> None:
+    from web3 import AsyncWeb3, WebSocketProvider
+
+    from cmcstream.sources.evm.devchain import DevChain
+    from cmcstream.sources.evm.source import EvmSource
+
+    async with AsyncWeb3(WebSocketProvider(rpc)) as w3:
+        dex = await DevChain.deploy(w3, seed=seed)
+        for symbol, token in dex.tokens.items():
+            click.echo(f"  token {symbol:<5} {token.address.lower()}")
+        for name, pair in dex.pairs.items():
+            click.echo(f"  pool  {name:<10} {pair.address.lower()}")
+
+        stopping = asyncio.Event()
+
+        async def trade() -> None:
+            # A flag as well as cancellation: a cancel landing as a web3 call
+            # completes can be lost, and the loop must still end.
+            while not stopping.is_set():
+                await asyncio.sleep(dex.rng.expovariate(rate))
+                await dex.act()
+
+        trading = asyncio.get_running_loop().create_task(trade(), name="devchain-trading")
+        try:
+            await _serve(config, store, None, lambda: EvmSource(rpc, 1, from_block=0))
+        finally:
+            stopping.set()
+            trading.cancel()
+            await asyncio.wait([trading], timeout=5)
 
 
 # -- keys ----------------------------------------------------------------------------------------

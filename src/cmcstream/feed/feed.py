@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from cmcstream.bus.base import Bus
 from cmcstream.clock import Clock, SimClock, SystemClock
@@ -20,15 +20,36 @@ from cmcstream.feed.market import MARKET_CHANNEL, MarketFeed
 from cmcstream.feed.onchain import OnchainFeed
 from cmcstream.feed.publisher import Publisher
 from cmcstream.protocol.channels import ChannelRegistry
+from cmcstream.sources.base import Source
 from cmcstream.sources.simulator.dex import DexSimulator
 from cmcstream.sources.simulator.dex_world import DexWorld
 from cmcstream.sources.simulator.market import MarketSimulator
 from cmcstream.sources.simulator.reference_prices import ReferencePrices
 from cmcstream.sources.simulator.universe import Universe
 
-__all__ = ["Feed"]
+__all__ = ["Feed", "LiveSource"]
 
 logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class LiveSource(Source[DexEvent], Protocol):
+    """A DEX source that is pushed to (a chain): the feed starts it and steps when it is ready.
+
+    Its history may change (a chain reorganizes): :meth:`take_rewind` tells the
+    feed that events already handed out were taken back, and :meth:`history`
+    is what still stands, from which the feed rebuilds the on-chain engine.
+    """
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def wait(self) -> None: ...
+
+    def take_rewind(self) -> bool: ...
+
+    def history(self) -> Sequence[DexEvent]: ...
 
 
 class Feed:
@@ -40,6 +61,9 @@ class Feed:
         clock: simulated time; defaults to a :class:`SimClock` at ``config.speed``.
             It drives the sources and the times inside payloads.
         wall: real time, for the push envelope's ``ts``; the system clock by default.
+        dex: the on-chain source instead of the DEX simulator (a chain: see
+            :class:`LiveSource`); its events are real time, so ``clock``
+            defaults to the system clock then.
     """
 
     def __init__(
@@ -49,10 +73,13 @@ class Feed:
         *,
         clock: Clock | None = None,
         wall: Clock | None = None,
+        dex: Source[DexEvent] | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
-        self.clock: Clock = clock if clock is not None else SimClock(config.speed, config.start_ms)
+        if clock is None:
+            clock = SimClock(config.speed, config.start_ms) if dex is None else SystemClock()
+        self.clock: Clock = clock
         self.wall: Clock = wall if wall is not None else SystemClock()
         self.registry = ChannelRegistry()
         self.publisher = Publisher(bus)
@@ -70,8 +97,11 @@ class Feed:
             ),
             self.publisher,
         )
-        self.world = DexWorld.build(config.seed)
-        self.dex = DexSimulator(self.world, seed=config.seed, activity=config.dex_activity)
+        self.world: DexWorld | None = None
+        if dex is None:
+            self.world = DexWorld.build(config.seed)
+            dex = DexSimulator(self.world, seed=config.seed, activity=config.dex_activity)
+        self.dex: Source[DexEvent] = dex
         self._prices: dict[int, float] = {}
         self.onchain = OnchainFeed(
             self.dex,
@@ -96,7 +126,9 @@ class Feed:
         self.origin_ms = now_ms - now_ms % self.config.fast_cadence_ms
         past = ReferencePrices(token.cmc_id for token in REFERENCE_TOKENS)
         self.market.backfill(self.origin_ms, past.observe)
-        if self.config.dex_warm_up:
+        if isinstance(self.dex, LiveSource):
+            await self.dex.start()
+        if isinstance(self.dex, DexSimulator) and self.config.dex_warm_up:
             # A week of DEX history, priced as the market was then: every window is full.
             batches: Iterable[tuple[Mapping[int, float], Iterable[DexEvent]]] = self.dex.warm_up(
                 self.origin_ms, past.at
@@ -119,6 +151,8 @@ class Feed:
                 self._every(step, 10 * step, self._onchain_step, "on-chain step"), name="onchain"
             ),
         ]
+        if isinstance(self.dex, LiveSource):
+            self._loops.append(loop.create_task(self._follow(self.dex), name="onchain-live"))
 
     async def stop(self) -> None:
         for task in self._loops:
@@ -127,6 +161,8 @@ class Feed:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loops = []
+        if isinstance(self.dex, LiveSource):
+            await self.dex.aclose()
 
     def health(self) -> dict[str, Any]:
         return {
@@ -189,7 +225,32 @@ class Feed:
         return published
 
     def _onchain_step(self, step_ms: int) -> int:
-        return self.onchain.step(step_ms, self._reference_prices(step_ms))
+        prices = self._reference_prices(step_ms)
+        if isinstance(self.dex, LiveSource) and self.dex.take_rewind():
+            self._rebuild_onchain(self.dex, step_ms)
+        return self.onchain.step(step_ms, prices)
+
+    # -- a live source -----------------------------------------------------------------------
+
+    async def _follow(self, source: LiveSource) -> None:
+        """Step as soon as the source has events, rather than at the next tick."""
+        while True:
+            await source.wait()
+            try:
+                self._onchain_step(self.clock.now_ms())
+            except Exception:
+                logger.exception("on-chain step failed")
+
+    def _rebuild_onchain(self, source: LiveSource, now_ms: int) -> None:
+        """A fresh engine from what still stands of the source's history, watching as before."""
+        old = self.onchain.engine
+        engine = OnchainEngine(self._quote_price, metric_period_ms=self.config.metric_period_ms)
+        engine.apply_many(source.history())
+        for topic in old.watched:
+            sub = self.registry.subscription_of(topic)
+            if sub is not None:
+                engine.watch(sub, now_ms)
+        self.onchain.engine = engine
 
     def _reference_prices(self, at_ms: int) -> dict[int, float]:
         """Read once per on-chain step; the engine prices quote tokens with them."""

@@ -1,0 +1,145 @@
+"""The EVM source on anvil: logs ingested and decoded per core, and head-to-push latency.
+
+1. **Back-fill.** ``--actions`` seeded actions (swaps, adds, removes, transfers
+   through the real Uniswap V2 router) are mined, then an :class:`EvmSource`
+   back-fills them from block 0: wall time, this process's CPU time, logs per
+   CPU second. Then the same logs are decoded again with no I/O (what
+   decoding alone costs per core).
+2. **Latency.** A server streams from the chain; a client on the same loop is
+   subscribed to ``onchain@transaction`` of PEPE; swaps are sent one at a
+   time. For each push: head-to-push (the ``newHeads`` notification to the
+   client's receipt of the push) and mined-to-push (the sender's receipt of
+   the transaction receipt to the push).
+
+anvil runs on the same 2-core machine, so it competes with the measured
+process for CPU. Writes ``benchmarks/results/evm-ingest-<time>.json``.
+
+    python benchmarks/evm_ingest.py [--actions 400] [--swaps 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import websockets
+from web3 import AsyncWeb3, WebSocketProvider
+
+from cmcstream.bus.memory import MemoryBus
+from cmcstream.config import ServerConfig
+from cmcstream.feed import Feed
+from cmcstream.protocol.handshake import API_KEY_HEADER
+from cmcstream.server.keystore import KeyStore
+from cmcstream.sources.evm.anvil import Anvil
+from cmcstream.sources.evm.decode import TOPICS, decode
+from cmcstream.sources.evm.devchain import DevChain
+from cmcstream.sources.evm.source import EvmSource
+from cmcstream.testing.server import RunningNode
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+async def backfill(anvil: Anvil, w3: Any, dex: DevChain, actions: int) -> dict[str, Any]:
+    for _ in range(actions):
+        await dex.act()
+    head = await w3.eth.block_number
+    source = EvmSource(anvil.ws_url, 1, from_block=0)
+    wall, cpu = time.perf_counter(), time.process_time()
+    await source.start()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    events = len(list(source.backfill(0, {})))
+    await source.aclose()
+    logs = await w3.eth.get_logs({"fromBlock": 0, "toBlock": head, "topics": [list(TOPICS)]})
+    decode_cpu = time.process_time()
+    rounds = 5
+    for _ in range(rounds):
+        for log in logs:
+            decode(log)
+    decode_cpu = (time.process_time() - decode_cpu) / rounds
+    return {
+        "blocks": head + 1,
+        "logs": source.stats.logs,
+        "events": events,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "logs_per_wall_s": round(source.stats.logs / wall),
+        "logs_per_cpu_s": round(source.stats.logs / cpu),
+        "decode_only_logs_per_cpu_s": round(len(logs) / decode_cpu),
+    }
+
+
+async def latency(anvil: Anvil, dex: DevChain, swaps: int) -> dict[str, Any]:
+    config = ServerConfig(universe_size=600, dex_warm_up=False, host="127.0.0.1", port=0)
+    bus = MemoryBus()
+    source = EvmSource(anvil.ws_url, 1, from_block=0)
+    store = KeyStore(":memory:")
+    node = RunningNode(config, store, bus=bus, feed=Feed(config, bus, dex=source))
+    node.demo_key = store.create(plan="startup", name="bench").key
+    await node.start()
+    loop = asyncio.get_running_loop()
+    head_to_push: list[float] = []
+    mined_to_push: list[float] = []
+    try:
+        headers = {API_KEY_HEADER: node.demo_key}
+        async with websockets.connect(node.url, additional_headers=headers) as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            params = {"platform_id": 1, "address": [dex.tokens["PEPE"].address.lower()]}
+            subscribe = {"id": 1, "method": "subscribe", "channel": "onchain@transaction"}
+            await ws.send(json.dumps({**subscribe, "params": params}))
+            assert json.loads(await ws.recv())["type"] == "ack"
+            for i in range(swaps):
+                sold, bought = ("USDC", "PEPE") if i % 2 else ("PEPE", "USDC")
+                await dex.swap(dex.traders[i % 5], sold, bought, fraction=0.001, pair="PEPE/USDC")
+                mined = loop.time() * 1000.0
+                push = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                got = loop.time() * 1000.0
+                mined_to_push.append(max(got - mined, 0.0))
+                head = source.stats.head_ms.get(push["data"]["bh"])
+                if head is not None:
+                    head_to_push.append(got - head)
+    finally:
+        await node.shutdown()
+        store.close()
+
+    def stats(values: list[float]) -> dict[str, float]:
+        return {
+            "n": len(values),
+            "p50_ms": round(statistics.median(values), 2),
+            "p90_ms": round(pct(values, 0.9), 2),
+            "p99_ms": round(pct(values, 0.99), 2),
+            "max_ms": round(max(values), 2),
+        }
+
+    return {"head_to_push": stats(head_to_push), "mined_to_push": stats(mined_to_push)}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--actions", type=int, default=400)
+    parser.add_argument("--swaps", type=int, default=100)
+    args = parser.parse_args()
+    result: dict[str, Any] = {"actions": args.actions, "swaps": args.swaps}
+    with Anvil() as anvil:
+        async with AsyncWeb3(WebSocketProvider(anvil.ws_url)) as w3:
+            dex = await DevChain.deploy(w3, seed=3)
+            result["backfill"] = await backfill(anvil, w3, dex, args.actions)
+            result["latency"] = await latency(anvil, dex, args.swaps)
+    print(json.dumps(result, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"evm-ingest-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
