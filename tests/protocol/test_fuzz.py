@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cmcstream.protocol import codec
@@ -102,3 +103,26 @@ def test_deep_nesting_is_2201_or_2402_at_any_stack_depth(
     }[where]
     stack = min(stack, sys.getrecursionlimit() - 100)
     check(Session(REG), frame, stack)
+
+
+def test_nesting_past_the_limit_is_refused_whatever_the_recursion_limit() -> None:
+    from cmcstream.protocol.codec import MAX_DEPTH, RequestError, decode_request
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)  # as a library may; msgspec would then follow it
+    try:
+        for opener, closer in (("[", "]"), ('{"a":', "}")):
+            at_limit = '{"id":1,"method":"ping","x":' + opener * (MAX_DEPTH - 1)
+            at_limit += "1" + closer * (MAX_DEPTH - 1) + "}"
+            assert decode_request(at_limit).method == "ping"
+            assert decode_request(at_limit.encode()).method == "ping"
+            deep = '{"id":1,"method":"ping","x":' + opener * 5000 + "1" + closer * 5000 + "}"
+            for frame in (deep, deep.encode()):
+                with pytest.raises(RequestError, match="nests too deeply"):
+                    decode_request(frame)
+        # Many brackets side by side are not depth.
+        wide = '{"id":1,"method":"ping","x":[' + ",".join(["[]"] * 500) + "]}"
+        assert decode_request(wide).method == "ping"
+        assert decode_request(wide.encode()).method == "ping"
+    finally:
+        sys.setrecursionlimit(limit)

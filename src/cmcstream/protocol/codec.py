@@ -17,6 +17,13 @@ from cmcstream.protocol.messages import Request, ServerMessage
 __all__ = ["RequestError", "data_prefix", "decode_request", "encode", "encode_data"]
 
 _request_decoder: Final = msgspec.json.Decoder(Request)
+
+# No request of the protocol nests deeper than three levels. Deeper input is
+# refused before it is decoded, whatever the interpreter's recursion limit
+# (which msgspec's own depth check follows, and which a library may raise).
+MAX_DEPTH: Final = 32
+_BRACKETS: Final = re.compile(r"[\[\]{}]")
+_BRACKETS_BYTES: Final = re.compile(rb"[\[\]{}]")
 _encoder: Final = msgspec.json.Encoder()
 
 # msgspec names the offending field as ``$.field``; we turn it into the
@@ -46,14 +53,12 @@ def decode_request(data: bytes | str) -> Request:
     Raises:
         RequestError: 2201 when the frame is not JSON, not an object, a
             top-level field has the wrong JSON type, or it nests deeper than
-            the decoder can follow.
+            :data:`MAX_DEPTH`.
     """
+    if _too_deep(data):
+        raise RequestError(ErrorCode.INVALID_REQUEST, "Request nests too deeply.")
     try:
         return _request_decoder.decode(data)
-    except RecursionError:
-        # msgspec follows nesting on the C stack and stops at the interpreter's
-        # recursion limit; how deep that is depends on the caller's own depth.
-        raise RequestError(ErrorCode.INVALID_REQUEST, "Request nests too deeply.") from None
     except msgspec.ValidationError as exc:
         match = _PATH.search(str(exc))
         if match is None:
@@ -67,6 +72,24 @@ def decode_request(data: bytes | str) -> Request:
         ) from None
     except msgspec.DecodeError:
         raise RequestError(ErrorCode.INVALID_REQUEST, "Request must be a JSON object.") from None
+
+
+def _too_deep(data: bytes | str) -> bool:
+    """Whether brackets nest deeper than :data:`MAX_DEPTH` (strings' brackets count too)."""
+    if isinstance(data, str):
+        if data.count("[") + data.count("{") <= MAX_DEPTH:
+            return False  # the common case: a count at C speed, nothing more
+        marks = [m in "[{" for m in _BRACKETS.findall(data)]
+    else:
+        if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+            return False
+        marks = [m in (b"[", b"{") for m in _BRACKETS_BYTES.findall(data)]
+    depth = 0
+    for opening in marks:
+        depth = depth + 1 if opening else depth - 1
+        if depth > MAX_DEPTH:
+            return True
+    return False
 
 
 def encode(message: ServerMessage) -> bytes:
