@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import random
 import statistics
 import sys
@@ -28,29 +27,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cmcstream.protocol.plans import PLANS
-from cmcstream.server.keystore import KeyStore
 from cmcstream.sources.simulator.universe import Universe
 from fanout import procs
+from run import make_keys
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-KEY_PLAN = "startup"
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00Z: the same market every run
-
-
-def make_keys(db: Path, keys_file: Path, conns: int) -> int:
-    per_key = PLANS[KEY_PLAN].connection_limit
-    store = KeyStore(db)
-    try:
-        keys = [
-            store.create(plan=KEY_PLAN, credits=1e12, name=f"bench-{n}").key
-            for n in range(math.ceil(conns / per_key))
-        ]
-    finally:
-        store.close()
-    keys_file.write_text("\n".join(keys) + "\n")
-    return per_key
 
 
 async def reply_of(child: procs.Child, within_s: float, prefix: str = "REPLY ") -> dict[str, Any]:
