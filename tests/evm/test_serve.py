@@ -6,37 +6,19 @@ import asyncio
 import math
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-from cmcstream.bus.memory import MemoryBus
-from cmcstream.config import ServerConfig
-from cmcstream.feed import Feed
-from cmcstream.server.keystore import KeyStore
 from cmcstream.sources.evm.anvil import Anvil
 from cmcstream.sources.evm.devchain import DevChain
 from cmcstream.sources.evm.source import EvmSource
-from cmcstream.testing.server import RunningNode
+from cmcstream.testing import running_server
 from tests.server.conftest import dial, recv_json, request, welcomed
 
 USDC_CMC_ID = 3408
 
 
-@asynccontextmanager
-async def evm_server(anvil: Anvil) -> AsyncIterator[RunningNode]:
-    config = ServerConfig(universe_size=600, dex_warm_up=False, host="127.0.0.1", port=0)
-    bus = MemoryBus()
-    feed = Feed(config, bus, dex=EvmSource(anvil.ws_url, 1, from_block=0))
-    store = KeyStore(":memory:")
-    node = RunningNode(config, store, bus=bus, feed=feed)
-    node.demo_key = store.create(plan="startup", name="test").key
-    await node.start()
-    try:
-        yield node
-    finally:
-        await node.shutdown()
-        store.close()
+def evm_server(anvil: Anvil) -> Any:
+    return running_server(dex=EvmSource(anvil.ws_url, 1, from_block=0))
 
 
 async def test_every_onchain_channel_follows_the_chain(

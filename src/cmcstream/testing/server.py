@@ -15,11 +15,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from cmcstream.app import App
+from cmcstream.bus.memory import MemoryBus
 from cmcstream.config import ServerConfig
+from cmcstream.engine.events import DexEvent
 from cmcstream.feed import Feed
 from cmcstream.server.gateway import Gateway
 from cmcstream.server.keystore import KeyStore
 from cmcstream.server.store import Store
+from cmcstream.sources.base import Source
 
 __all__ = ["RunningNode", "running_server"]
 
@@ -48,6 +51,7 @@ async def running_server(
     config: ServerConfig | None = None,
     *,
     store: Store | None = None,
+    dex: Source[DexEvent] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[RunningNode]:
     """Start a server on ``127.0.0.1:0``; shut it down gracefully on exit.
@@ -56,6 +60,7 @@ async def running_server(
         config: base configuration (defaults suit tests: a 600-asset market,
             no DEX warm-up).
         store: a key store; defaults to a fresh in-memory one.
+        dex: an on-chain source in place of the DEX simulator (a chain).
         overrides: :class:`ServerConfig` fields to replace (``port`` included;
             the host is always 127.0.0.1).
     """
@@ -65,7 +70,11 @@ async def running_server(
     config = dataclasses.replace(base, **{"host": "127.0.0.1", "port": 0, **overrides})
     own_store = store is None
     store = store if store is not None else KeyStore(":memory:")
-    node = RunningNode(config, store)
+    if dex is None:
+        node = RunningNode(config, store)
+    else:
+        bus = MemoryBus()
+        node = RunningNode(config, store, bus=bus, feed=Feed(config, bus, dex=dex))
     node.demo_key = store.create(plan="startup", name="test").key
     await node.start()
     try:
