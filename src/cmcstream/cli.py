@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from cmcstream.config import ServerConfig, WriterPolicy
+from cmcstream.config import DEFAULT_LEASE_TTL_S, ServerConfig, WriterPolicy
 from cmcstream.engine import build as engine_build
 from cmcstream.protocol.billing import BillingModel, format_credits
 from cmcstream.protocol.plans import DEFAULT_PLAN, PLANS
@@ -224,12 +224,10 @@ _bus_prefix_option = click.option(
 
 
 def _lease_ttl_option(command: Callable[..., None]) -> Callable[..., None]:
-    from cmcstream.server.leases import DEFAULT_TTL_S
-
     return click.option(
         "--lease-ttl",
         type=click.FloatRange(min=0.1),
-        default=DEFAULT_TTL_S,
+        default=DEFAULT_LEASE_TTL_S,
         show_default=True,
         help="Seconds a dead gateway's connections still count against their keys' limits.",
     )(command)

@@ -10,7 +10,11 @@ import platformdirs
 from cmcstream.protocol.billing import BillingModel
 from cmcstream.protocol.session import Counting
 
-__all__ = ["ServerConfig", "WriterPolicy", "default_db_path"]
+__all__ = ["DEFAULT_LEASE_TTL_S", "ServerConfig", "WriterPolicy", "default_db_path"]
+
+# How long a dead gateway's connections still count against their keys (the
+# cluster's leases; kept here so the CLI needs no Redis client to show it).
+DEFAULT_LEASE_TTL_S = 6.0
 
 
 @dataclass(frozen=True, slots=True)

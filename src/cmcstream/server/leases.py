@@ -35,11 +35,13 @@ from typing import Any, Protocol, cast
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from cmcstream.config import DEFAULT_LEASE_TTL_S
+
 __all__ = ["DEFAULT_TTL_S", "Lease", "Leases", "RedisLeases"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TTL_S = 6.0
+DEFAULT_TTL_S = DEFAULT_LEASE_TTL_S
 
 # KEYS[1] the key's set; ARGV: member, limit, ttl ms. 1 if taken, 0 if the key is full.
 _TAKE = """
