@@ -7,11 +7,12 @@ without it fails here rather than skipping (CI installs it).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from playwright.async_api import BrowserContext, Page
 
-from cmcstream.testing import running_server
+from cmcstream.testing import browser as browser_module, running_server
 from cmcstream.testing.browser import chromium
 from cmcstream.testing.server import RunningNode
 
@@ -79,6 +80,15 @@ async def test_subscribing_shows_pushes_and_charts_prices(
     # The key is remembered for the next visit.
     assert await page.evaluate("localStorage.getItem('cmcstream.playground.key')") == node.demo_key
 
+    # Paused, the log stops growing while the pushes are still counted and charted.
+    await page.check("#pause")
+    shown = await page.locator(".frame-data").count()
+    points = await page.evaluate(f"window.playground.points('{topic}')")
+    await page.wait_for_function(f"window.playground.points('{topic}') > {points}")
+    await page.wait_for_selector("#counts:has-text('not shown (paused)')")
+    assert await page.locator(".frame-data").count() == shown
+    await page.uncheck("#pause")
+
     await page.click("#unsubscribe-all")
     await page.wait_for_selector("#sub-info:has-text('0 of 100 subscriptions in use')")
 
@@ -120,3 +130,12 @@ async def test_a_bad_key_shows_the_close_code(node: RunningNode, browser: Browse
     assert await page.text_content("#state") == "closed 4100"
     assert await page.locator(".frame-data").count() == 0
     assert await page.locator(".frame-close >> text=4100").count() == 1
+
+
+async def test_without_chromium_the_tests_fail(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(browser_module, "CHROMIUM", tmp_path / "chromium")
+    with pytest.raises(FileNotFoundError, match="apt-get install chromium"):
+        async with chromium():
+            pass
