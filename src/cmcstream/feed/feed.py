@@ -16,7 +16,13 @@ from cmcstream.engine.events import DexEvent
 from cmcstream.engine.market import MarketEngine
 from cmcstream.engine.onchain import OnchainEngine
 from cmcstream.engine.tokens import REFERENCE_TOKENS
-from cmcstream.feed.choices import Choices, engine_choices, market_choices, world_choices
+from cmcstream.feed.choices import (
+    AssetChoice,
+    Choices,
+    engine_choices,
+    market_choices,
+    world_choices,
+)
 from cmcstream.feed.market import MARKET_CHANNEL, MarketFeed
 from cmcstream.feed.onchain import OnchainFeed
 from cmcstream.feed.publisher import Publisher
@@ -112,6 +118,7 @@ class Feed:
             self.wall.now_ms,
         )
         self._choices: Choices | None = None
+        self._assets: tuple[AssetChoice, ...] | None = None
         self.origin_ms = 0  # where the backfilled history ends; set in start()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -181,7 +188,9 @@ class Feed:
         if self.world is not None:
             self._choices = world_choices(self.universe, self.world)
             return self._choices
-        return engine_choices(market_choices(self.universe), self.onchain.engine)
+        if self._assets is None:
+            self._assets = market_choices(self.universe)
+        return engine_choices(self._assets, self.onchain.engine)
 
     # -- interest ----------------------------------------------------------------------------
 
