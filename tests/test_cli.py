@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,10 @@ def serve_and_interrupt(proc: subprocess.Popen[str]) -> None:
         key = re.search(r"demo key: (\S+)", banner)
         assert url is not None, banner
         assert key is not None, banner
+        playground = re.search(r"playground: (http://\S+)", banner)
+        assert playground is not None, banner
+        with urllib.request.urlopen(playground.group(1), timeout=5) as page:
+            assert b"<title>cmcstream playground</title>" in page.read()
         with connect(url.group(1), additional_headers={HEADER: key.group(1)}) as ws:
             assert json.loads(ws.recv(timeout=5))["type"] == "welcome"
             ws.send(

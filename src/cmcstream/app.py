@@ -17,6 +17,7 @@ from cmcstream.bus.memory import MemoryBus
 from cmcstream.clock import Clock
 from cmcstream.config import ServerConfig
 from cmcstream.feed import Feed
+from cmcstream.feed.choices import LazyChoices
 from cmcstream.server.gateway import Gateway
 from cmcstream.server.store import Store
 
@@ -67,7 +68,11 @@ class App:
             if store is None:
                 raise ValueError("a gateway needs a key store")
             extra = self.feed.health if self.feed is not None else None
-            self.gateway = Gateway(config, store, self.bus, wall=wall, health=extra, leases=leases)
+            # Without the feed here, the gateway works out the same simulated world itself.
+            choices = self.feed.choices if self.feed is not None else LazyChoices(config)
+            self.gateway = Gateway(
+                config, store, self.bus, wall=wall, health=extra, leases=leases, choices=choices
+            )
         self._gc: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -505,6 +505,7 @@ async def _serve(
         click.echo(f"cmcstream {__version__} listening on {node.url}")
         scheme = "http" if config.tls_cert is None else "https"
         click.echo(f"  health:   {scheme}://{config.host}:{node.port}/health")
+        click.echo(f"  playground: {scheme}://{config.host}:{node.port}/")
         click.echo(f"  key store: {store.location}")
         if demo is not None:
             click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
@@ -582,9 +583,9 @@ def _serve_workers(
         def banner() -> None:
             scheme = "ws" if config.tls_cert is None else "wss"
             click.echo(f"cmcstream {__version__} listening on {scheme}://{config.host}:{port}/v1")
-            click.echo(
-                f"  health:   {'http' if scheme == 'ws' else 'https'}://{config.host}:{port}/health"
-            )
+            http_scheme = "http" if scheme == "ws" else "https"
+            click.echo(f"  health:   {http_scheme}://{config.host}:{port}/health")
+            click.echo(f"  playground: {http_scheme}://{config.host}:{port}/")
             click.echo(f"  key store: {_safe_location(config.store_location)}")
             if demo is not None:
                 click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
@@ -718,6 +719,7 @@ async def _gateway(config: ServerConfig, store: Store, cluster: _Cluster) -> Non
         click.echo(f"cmcstream {__version__} gateway listening on {node.url}")
         scheme = "http" if config.tls_cert is None else "https"
         click.echo(f"  health:   {scheme}://{config.host}:{node.port}/health")
+        click.echo(f"  playground: {scheme}://{config.host}:{node.port}/")
         click.echo(f"  key store: {store.location}")
         demo = _find_demo_key(store)
         if demo is not None:

@@ -337,6 +337,17 @@ class OnchainEngine:
     def pool(self, chain: int, address: str) -> _Pool | None:
         return self._pools.get((chain, address))
 
+    def listed_tokens(self) -> list[tuple[int, str, str]]:
+        """``(platform, address, symbol)`` of every token listed so far."""
+        return [(t.chain, t.address, t.symbol) for t in self._tokens.values()]
+
+    def listed_pools(self) -> list[tuple[int, str, str, str]]:
+        """``(platform, address, dex, "BASE/QUOTE")`` of every pool created so far."""
+        return [
+            (p.chain, p.address, p.dex, f"{p.base.symbol}/{p.quote.symbol}")
+            for p in self._pools.values()
+        ]
+
     def usd(self, token: _Token) -> float | None:
         """A token's USD price: the market's for reference tokens, else its last price.
 

@@ -16,6 +16,13 @@ from cmcstream.engine.events import DexEvent
 from cmcstream.engine.market import MarketEngine
 from cmcstream.engine.onchain import OnchainEngine
 from cmcstream.engine.tokens import REFERENCE_TOKENS
+from cmcstream.feed.choices import (
+    AssetChoice,
+    Choices,
+    engine_choices,
+    market_choices,
+    world_choices,
+)
 from cmcstream.feed.market import MARKET_CHANNEL, MarketFeed
 from cmcstream.feed.onchain import OnchainFeed
 from cmcstream.feed.publisher import Publisher
@@ -83,8 +90,9 @@ class Feed:
         self.wall: Clock = wall if wall is not None else SystemClock()
         self.registry = ChannelRegistry()
         self.publisher = Publisher(bus)
+        self.universe = Universe.load(config.universe_size, seed=config.seed)
         self.simulator = MarketSimulator(
-            Universe.load(config.universe_size, seed=config.seed),
+            self.universe,
             seed=config.seed,
             step_ms=config.fast_cadence_ms,
         )
@@ -109,6 +117,8 @@ class Feed:
             self.publisher,
             self.wall.now_ms,
         )
+        self._choices: Choices | None = None
+        self._assets: tuple[AssetChoice, ...] | None = None
         self.origin_ms = 0  # where the backfilled history ends; set in start()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -170,6 +180,17 @@ class Feed:
             "published": self.publisher.published,
             "simulator": {"seed": self.config.seed, "universe_size": self.config.universe_size},
         }
+
+    async def choices(self) -> Choices:
+        """What the playground offers: the simulated world's, or what a chain listed so far."""
+        if self._choices is not None:
+            return self._choices
+        if self.world is not None:
+            self._choices = world_choices(self.universe, self.world)
+            return self._choices
+        if self._assets is None:
+            self._assets = market_choices(self.universe)
+        return engine_choices(self._assets, self.onchain.engine)
 
     # -- interest ----------------------------------------------------------------------------
 

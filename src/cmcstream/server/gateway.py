@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -33,6 +33,7 @@ from cmcstream.server.connection import Connection
 from cmcstream.server.frames import text_frame
 from cmcstream.server.http import make_process_request
 from cmcstream.server.hub import Hub
+from cmcstream.server.playground import Playground
 from cmcstream.server.store import KeyStatus, Store
 from cmcstream.server.transport import ActivityConnection, echo_subprotocol, tls_context
 from cmcstream.server.usage import PushCharge, UsageLedger
@@ -61,6 +62,7 @@ class Gateway:
         health: extra ``/health`` fields (the feed's, when it runs in this process).
         leases: where a key's connections are counted across gateways; without
             it, each gateway counts its own (one gateway, one process).
+        choices: what the playground offers to pick (see :class:`Playground`).
     """
 
     def __init__(
@@ -72,8 +74,10 @@ class Gateway:
         wall: Clock | None = None,
         health: Callable[[], dict[str, Any]] | None = None,
         leases: Leases | None = None,
+        choices: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.config = config
+        self.playground = Playground(choices)
         self.leases = leases
         self.store = store
         self.keys = store.open_async()
@@ -115,7 +119,7 @@ class Gateway:
             ssl=tls,
             create_connection=ActivityConnection,
             select_subprotocol=echo_subprotocol,
-            process_request=make_process_request(self.health),
+            process_request=make_process_request(self.health, self.playground.route),
             compression=None,  # pushes are pre-framed once and shared: no per-connection deflate
             open_timeout=config.open_timeout_s,
             max_size=config.transport_max_bytes,

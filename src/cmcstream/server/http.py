@@ -1,4 +1,4 @@
-"""Plain HTTP on the WebSocket port: ``/health``, and 404 for every path but ``/v1``.
+"""Plain HTTP on the WebSocket port: ``/health``, the playground, and 404 for the rest but ``/v1``.
 
 PROTOCOL.md §1 and Q14: the protocol is served on ``/v1`` only; other paths
 are answered before any upgrade.
@@ -7,7 +7,7 @@ are answered before any upgrade.
 from __future__ import annotations
 
 import http
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,20 +34,26 @@ def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Respon
 
 def make_process_request(
     health: Callable[[], dict[str, Any]],
-) -> Callable[[ServerConnection, Request], Response | None]:
+    playground: Callable[[str], Response | Awaitable[Response] | None] | None = None,
+) -> Callable[[ServerConnection, Request], Response | Awaitable[Response] | None]:
     """A websockets ``process_request`` hook that routes plain HTTP requests.
 
     Args:
         health: returns the JSON body of ``GET /health``.
+        playground: answers the playground's paths (``None`` for any other).
     """
 
-    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+    def process_request(
+        connection: ServerConnection, request: Request
+    ) -> Response | Awaitable[Response] | None:
         path = urlsplit(request.path).path
         if path == PATH:
             return None  # the WebSocket handshake proceeds (426 if it is not one)
         if path == "/health":
             body = msgspec.json.encode(health())
             return _response(http.HTTPStatus.OK, body, "application/json")
+        if playground is not None and (answer := playground(path)) is not None:
+            return answer
         return _response(http.HTTPStatus.NOT_FOUND, b"Not Found\n", "text/plain; charset=utf-8")
 
     return process_request
