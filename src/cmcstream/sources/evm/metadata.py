@@ -2,8 +2,8 @@
 
 A token's name, symbol, decimals and supply do not change in ways the feed
 shows (supply moves are tracked through its ``Transfer`` mints and burns by
-the holder book), so they are cached for the life of the source. A pair's two
-tokens never change either.
+the holder book), so they are cached for the life of the source. A pair's
+(or a V3 pool's) tokens and fee never change either.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
 
-from cmcstream.sources.evm.abi import ERC20, ERC20_BYTES32, V2_PAIR
+from cmcstream.sources.evm.abi import ERC20, ERC20_BYTES32, V2_PAIR, V3_POOL
 
 __all__ = ["ChainReader", "TokenInfo"]
 
@@ -35,6 +35,7 @@ class ChainReader:
         self._w3 = w3
         self._tokens: dict[str, TokenInfo | None] = {}
         self._pairs: dict[str, tuple[str, str] | None] = {}
+        self._v3: dict[str, tuple[str, str, int] | None] = {}
         self.calls = 0
 
     def _contract(self, address: str, abi: list[Any]) -> Any:
@@ -86,6 +87,32 @@ class ChainReader:
             self._contract(pair, V2_PAIR).functions.getReserves(), block=block
         )
         return int(r0), int(r1)
+
+    async def v3_pool(self, pool: str) -> tuple[str, str, int] | None:
+        """``(token0, token1, fee)`` of a Uniswap V3 pool; ``None`` when ``pool`` is none."""
+        if pool in self._v3:
+            return self._v3[pool]
+        contract = self._contract(pool, V3_POOL)
+        found: tuple[str, str, int] | None
+        try:
+            t0 = str(await self._call(contract.functions.token0())).lower()
+            t1 = str(await self._call(contract.functions.token1())).lower()
+            found = (t0, t1, int(await self._call(contract.functions.fee())))
+        except (Web3Exception, ValueError, OverflowError):
+            found = None
+        self._v3[pool] = found
+        return found
+
+    async def sqrt_price(self, pool: str, block: int) -> int:
+        """A V3 pool's ``slot0().sqrtPriceX96`` as of the end of ``block`` (0: not initialized)."""
+        slot0 = await self._call(self._contract(pool, V3_POOL).functions.slot0(), block=block)
+        return int(slot0[0])
+
+    async def balance_of(self, token: str, owner: str, block: int) -> int:
+        """``token.balanceOf(owner)`` as of the end of ``block``."""
+        erc20 = self._contract(token, ERC20)
+        fn = erc20.functions.balanceOf(AsyncWeb3.to_checksum_address(owner))
+        return int(await self._call(fn, block=block))
 
     async def native_balance(self, wallet: str, block: int) -> int:
         self.calls += 1

@@ -10,15 +10,24 @@ source believes canonical). A block is only read once it has
 ``confirmations`` blocks on top of it.
 
 **Decode.** Uniswap V2 ``PairCreated``, ``Swap``, ``Mint``, ``Burn`` and
-``Sync``, ERC-20 ``Transfer`` (and WETH9 ``Deposit``/``Withdrawal``) become
-:mod:`cmcstream.engine.events`: a token's metadata comes from ``eth_call``
-(cached); a pair seen trading before the source saw its creation is adopted
-with its reserves as of the block before; the senders of the transactions
-that touched a pool get their native balance read after the block. A
-``Sync`` whose reserves differ from what the pool's events add up to (a
-donation followed by ``sync()``, a fee-on-transfer token) becomes a
-liquidity change of the difference, so the engine's reserves stay the
-chain's.
+``Sync``, Uniswap V3 ``PoolCreated``, ``Initialize``, ``Swap``, ``Mint``,
+``Burn`` and ``Collect``, ERC-20 ``Transfer`` (and WETH9
+``Deposit``/``Withdrawal``) become :mod:`cmcstream.engine.events`: a token's
+metadata comes from ``eth_call`` (cached); a pair seen trading before the
+source saw its creation is adopted with its reserves as of the block before;
+the senders of the transactions that touched a pool get their native balance
+read after the block. A ``Sync`` whose reserves differ from what the pool's
+events add up to (a donation followed by ``sync()``, a fee-on-transfer token)
+becomes a liquidity change of the difference, so the engine's reserves stay
+the chain's.
+
+**Uniswap V3.** A pool enters the engine at its ``Initialize``, with the
+price it states; each swap carries the pool's ``sqrtPriceX96`` after it, so
+prices are the pool's own. A V3 pool's reserves are the tokens it holds
+(``balanceOf``, what the chain says it is worth) less what burned positions
+are owed and have not collected: a ``Burn`` removes its amounts, a
+``Collect`` takes them out of what is owed, and whatever it takes beyond
+(the fees) is a removal of its own. The fee tier is the pool's ``fee_bps``.
 
 **Reorgs.** The source remembers the hash of each block it read. When a new
 block's parent is not the block it holds at that height, or the block it
@@ -56,7 +65,7 @@ from cmcstream.engine.events import (
     TokenListed,
     Transfer,
 )
-from cmcstream.sources.evm.decode import TOPICS, Decoded, decode
+from cmcstream.sources.evm.decode import CREATIONS, TOPICS, Decoded, decode
 from cmcstream.sources.evm.metadata import ChainReader
 
 __all__ = ["EvmSource"]
@@ -66,6 +75,7 @@ logger = logging.getLogger(__name__)
 _ZERO: Final = "0x" + "00" * 20
 _MAX_FRAME: Final = 64 * 2**20  # a page of logs can be megabytes
 _CLOSE_S: Final = 5.0
+_V3_DEX: Final = "uniswap-v3"
 
 
 @dataclass(slots=True)
@@ -84,6 +94,18 @@ class _Pool:
     r1: int = 0
     sync: tuple[int, int] | None = None  # a Sync not yet matched by its event
     offset: int = 0  # journal offset of its creation
+    owed0: int = 0  # V3: burned, not yet collected
+    owed1: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Owed:
+    """A change of what a V3 pool owes burned positions, where the journal stood."""
+
+    offset: int
+    pool: str
+    d0: int
+    d1: int
 
 
 @dataclass(slots=True)
@@ -98,7 +120,7 @@ class _Stats:
 
 
 class EvmSource:
-    """Uniswap V2 pools and their tokens on one EVM chain, as raw DEX events.
+    """Uniswap V2 and V3 pools and their tokens on one EVM chain, as raw DEX events.
 
     Args:
         url: the node's WebSocket JSON-RPC endpoint (``ws://`` or ``wss://``).
@@ -107,7 +129,7 @@ class EvmSource:
         confirmations: blocks a block must have on top before it is read.
         page_blocks: block range of one back-fill ``eth_getLogs`` page.
         reorg_depth: how many recent block hashes are kept to detect reorgs.
-        dex: the ``dex`` name given to the pools.
+        dex: the ``dex`` name given to the V2 pools (V3 pools are ``uniswap-v3``).
     """
 
     def __init__(
@@ -141,6 +163,8 @@ class EvmSource:
         self._pools: dict[str, _Pool] = {}
         self._synced: dict[str, _Pool] = {}  # pools with a Sync not yet reconciled
         self._not_pools: set[str] = set()
+        self._created: dict[str, tuple[str, str, int, int]] = {}  # V3 pool -> t0, t1, fee, offset
+        self._owed: list[_Owed] = []
         self._tokens: dict[str, int] = {}  # listed token -> journal offset of its listing
         self._balances: dict[str, int] = {}
         self._ready = asyncio.Event()
@@ -290,6 +314,8 @@ class EvmSource:
             self._ready.set()
         self._pools = {a: p for a, p in self._pools.items() if p.offset < cut}
         self._tokens = {a: o for a, o in self._tokens.items() if o < cut}
+        self._created = {a: c for a, c in self._created.items() if c[3] < cut}
+        self._owed = [o for o in self._owed if o.offset < cut]
         self._synced.clear()
         self._recount()
         self.stats.reorgs += 1
@@ -299,7 +325,10 @@ class EvmSource:
     def _recount(self) -> None:
         """Pool reserves and native balances as the kept events add up."""
         for pool in self._pools.values():
-            pool.r0 = pool.r1 = 0
+            pool.r0 = pool.r1 = pool.owed0 = pool.owed1 = 0
+        for owed in self._owed:
+            self._pools[owed.pool].owed0 += owed.d0
+            self._pools[owed.pool].owed1 += owed.d1
         self._balances.clear()
         for ev in self._journal:
             if isinstance(ev, Swap):
@@ -317,12 +346,11 @@ class EvmSource:
         start = self._next
         if target < start:
             return
-        # The pairs' tokens are listed first, so their transfers before the pair count.
-        pair_created = TOPICS[0]
+        # The pools' tokens are listed first, so their transfers before the pool count.
         for lo in range(start, target + 1, self.page_blocks):
             hi = min(lo + self.page_blocks - 1, target)
             for log in await w3.eth.get_logs(
-                {"fromBlock": lo, "toBlock": hi, "topics": [pair_created]}
+                {"fromBlock": lo, "toBlock": hi, "topics": [list(CREATIONS)]}
             ):
                 found = decode(log)
                 if found is not None:
@@ -381,6 +409,13 @@ class EvmSource:
         chain, a = self.chain, d.args
         if d.name == "PairCreated":
             await self._add_pool(d.args["pair"], a["token0"], a["token1"], d.block, ts, d.tx)
+            return
+        if d.name == "PoolCreated":
+            if await self._list(a["token0"], ts) and await self._list(a["token1"], ts):
+                self._created[a["pool"]] = (a["token0"], a["token1"], a["fee"], len(self._journal))
+            return
+        if d.name.startswith("V3"):
+            await self._apply_v3(d, ts, senders, touched)
             return
         if d.name in ("Transfer", "Deposit", "Withdrawal"):
             if d.address not in self._tokens:
@@ -457,6 +492,130 @@ class EvmSource:
             ev = change
         self._journal.append(ev)
         self._settle(pool, d.block, ts, d.tx)
+
+    async def _apply_v3(
+        self, d: Decoded, ts: int, senders: Mapping[str, str], touched: dict[str, None]
+    ) -> None:
+        chain, a = self.chain, d.args
+        pool = self._pools.get(d.address)
+        if d.name == "V3Initialize":
+            if pool is None:
+                await self._add_v3(d.address, d.block, ts, d.tx, a["sqrtPriceX96"])
+            return
+        if pool is None:
+            pool = await self._adopt_v3(d.address, d.block, ts, d.tx)
+            if pool is None:
+                return
+        origin = senders.get(d.tx, _ZERO)
+        ev: DexEvent
+        if d.name == "V3Swap":
+            a0, a1 = a["amount0"], a["amount1"]  # signed: what the pool received
+            if a0 > 0 or (a0 == 0 and a1 < 0):
+                t_in, t_out, amount_in, amount_out = pool.token0, pool.token1, a0, -a1
+            else:
+                t_in, t_out, amount_in, amount_out = pool.token1, pool.token0, a1, -a0
+            ev = Swap(
+                chain,
+                d.block,
+                ts,
+                d.tx,
+                d.address,
+                origin,
+                origin,
+                t_in,
+                t_out,
+                amount_in,
+                amount_out,
+                log_index=d.log_index,
+                sqrt_price_x96=a["sqrtPriceX96"],
+            )
+            self._move(ev)
+        elif d.name in ("V3Mint", "V3Burn"):
+            a0, a1 = a["amount0"], a["amount1"]
+            if a0 == 0 and a1 == 0:
+                return  # a zero burn only updates a position's fees ("poke")
+            action = "add" if d.name == "V3Mint" else "remove"
+            ev = LiquidityChanged(
+                chain, d.block, ts, d.tx, d.address, action, origin, origin, a0, a1,
+                log_index=d.log_index,
+            )  # fmt: skip
+            self._liquid(ev)
+            if action == "remove":
+                self._owe(pool, a0, a1)
+        elif d.name in ("V3Collect", "V3CollectProtocol"):
+            # What was owed leaves a pool already counted out; the rest is fees.
+            paid0, paid1 = min(a["amount0"], pool.owed0), min(a["amount1"], pool.owed1)
+            self._owe(pool, -paid0, -paid1)
+            fees0, fees1 = a["amount0"] - paid0, a["amount1"] - paid1
+            if fees0 == 0 and fees1 == 0:
+                return
+            ev = LiquidityChanged(
+                chain, d.block, ts, d.tx, d.address, "remove", origin, origin, fees0, fees1,
+                log_index=d.log_index,
+            )  # fmt: skip
+            self._liquid(ev)
+        else:
+            return
+        touched[origin] = None
+        self._journal.append(ev)
+
+    def _owe(self, pool: _Pool, d0: int, d1: int) -> None:
+        if d0 or d1:
+            pool.owed0 += d0
+            pool.owed1 += d1
+            self._owed.append(_Owed(len(self._journal), pool.address, d0, d1))
+
+    async def _add_v3(
+        self, address: str, block: int, ts: int, tx: str, sqrt_price: int
+    ) -> _Pool | None:
+        created = self._created.pop(address, None)
+        if created is not None:
+            token0, token1, fee, _ = created
+        else:  # created before the source started
+            if address in self._not_pools or self._reader is None:
+                return None
+            found = await self._reader.v3_pool(address)
+            if found is None:
+                self._not_pools.add(address)
+                return None
+            token0, token1, fee = found
+        for token in (token0, token1):
+            if not await self._list(token, ts):
+                self._not_pools.add(address)
+                return None
+        pool = _Pool(address, token0, token1, offset=len(self._journal))
+        self._pools[address] = pool
+        self._journal.append(
+            PoolCreated(
+                self.chain, block, ts, tx, address, _V3_DEX, token0, token1,
+                fee_bps=fee // 100, sqrt_price_x96=sqrt_price,
+            )
+        )  # fmt: skip
+        return pool
+
+    async def _adopt_v3(self, address: str, block: int, ts: int, tx: str) -> _Pool | None:
+        """A pool initialized before the source started: its price and balances the block before."""
+        reader = self._reader
+        if address in self._not_pools or reader is None:
+            return None
+        if await reader.v3_pool(address) is None:
+            self._not_pools.add(address)
+            return None
+        sqrt_price = await reader.sqrt_price(address, block - 1)
+        if sqrt_price == 0:
+            self._not_pools.add(address)
+            return None
+        pool = await self._add_v3(address, block, ts, tx, sqrt_price)
+        if pool is None:
+            return None
+        # What burned positions were owed then is not known: it counts in.
+        r0 = await reader.balance_of(pool.token0, address, block - 1)
+        r1 = await reader.balance_of(pool.token1, address, block - 1)
+        if r0 or r1:
+            ev = LiquidityChanged(self.chain, block, ts, tx, address, "add", _ZERO, _ZERO, r0, r1)
+            self._liquid(ev)
+            self._journal.append(ev)
+        return pool
 
     def _move(self, ev: Swap) -> None:
         pool = self._pools.get(ev.pool)
