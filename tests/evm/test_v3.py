@@ -55,10 +55,12 @@ async def chain_state(dex: DevChain) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def engine_state(engine: OnchainEngine, pools: Any) -> dict[str, tuple[int, int, int]]:
+def engine_state(
+    engine: OnchainEngine, pools: Any, chain: int = 1
+) -> dict[str, tuple[int, int, int]]:
     out = {}
     for address in pools:
-        pool = engine.pool(1, address)
+        pool = engine.pool(chain, address)
         assert pool is not None, address
         assert pool.sqrt is not None
         out[address] = (pool.r0, pool.r1, pool.sqrt)

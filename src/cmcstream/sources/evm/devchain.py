@@ -4,9 +4,10 @@ The factories, routers, V3's position manager and WETH9 are deployed as
 shipped in the npm packages' build artifacts (``@uniswap/v2-core``,
 ``@uniswap/v2-periphery``, ``@uniswap/v3-core``, ``@uniswap/v3-periphery``); the
 ERC-20s are ``chain/contracts/TestToken.sol`` compiled with solc-js against
-OpenZeppelin. USDC and WETH sit at their Ethereum mainnet addresses (anvil
-may put any code and storage at any address), so the engine prices them as
-the quote tokens they are on platform 1.
+OpenZeppelin. USDC and WETH sit at the addresses of the platform's USDC and
+wrapped native coin (on Ethereum, platform 1, their mainnet addresses; on BSC
+WBNB's): anvil may put any code and storage at any address, so the engine
+prices them as the quote tokens they are there.
 
 :class:`DevChain` deploys everything and :meth:`DevChain.act` drives the
 chain one seeded action at a time: swaps through the routers, liquidity adds
@@ -28,12 +29,11 @@ from eth_typing import ChecksumAddress
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 
+from cmcstream.engine.tokens import REFERENCE_TOKENS
 from cmcstream.sources.evm.anvil import chain_dir
 
-__all__ = ["MAINNET_USDC", "MAINNET_WETH", "V3_FEE", "DevChain", "compile_token", "sqrt_price_x96"]
+__all__ = ["V3_FEE", "DevChain", "compile_token", "sqrt_price_x96"]
 
-MAINNET_USDC: Final = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
-MAINNET_WETH: Final = "0xc02aaa39b223fe8d0a0e5c4f27ead9083c756cc2"
 _DEADLINE: Final = 2**40
 _MAX128: Final = 2**128 - 1
 V3_FEE: Final = 3000  # 0.3 %, tick spacing 60
@@ -121,20 +121,33 @@ class DevChain:
     # -- deployment ------------------------------------------------------------------------
 
     @classmethod
-    async def deploy(cls, w3: AsyncWeb3[Any], *, seed: int = 0, traders: int = 5) -> DevChain:
+    async def deploy(
+        cls, w3: AsyncWeb3[Any], *, seed: int = 0, traders: int = 5, platform_id: int = 1
+    ) -> DevChain:
         accounts = await w3.eth.accounts
         me, people = accounts[0], list(accounts[1 : 1 + traders])
+        usdc_ref, native_ref = _quotes(platform_id)
+        usd = 10**usdc_ref.decimals
         token_abi, token_code = compile_token()
         tokens = {
             "USDC": await _deploy_token(
-                w3, me, token_abi, token_code, "USD Coin", "USDC", 6, at=MAINNET_USDC
+                w3,
+                me,
+                token_abi,
+                token_code,
+                "USD Coin",
+                "USDC",
+                usdc_ref.decimals,
+                at=usdc_ref.address,
             ),
             "PEPE": await _deploy_token(w3, me, token_abi, token_code, "Pepe", "PEPE", 18),
             "SHIB": await _deploy_token(w3, me, token_abi, token_code, "Shiba Inu", "SHIB", 18),
         }
         weth_abi, weth_code = _artifact("@uniswap/v2-periphery/build/WETH9.json")
         weth_at = await _deploy(w3, me, weth_abi, weth_code)
-        tokens["WETH"] = w3.eth.contract(await _place(w3, weth_at, MAINNET_WETH), abi=weth_abi)
+        tokens["WETH"] = w3.eth.contract(
+            await _place(w3, weth_at, native_ref.address), abi=weth_abi
+        )
         f_abi, f_code = _artifact("@uniswap/v2-core/build/UniswapV2Factory.json")
         factory = w3.eth.contract(await _deploy(w3, me, f_abi, f_code, me), abi=f_abi)
         r_abi, r_code = _artifact("@uniswap/v2-periphery/build/UniswapV2Router02.json")
@@ -163,7 +176,7 @@ class DevChain:
         # Everyone holds every token and lets the routers spend it.
         for who in [me, *people]:
             await chain._send(tokens["WETH"].functions.deposit(), who, value=2000 * 10**18)
-            for sym, amount in (("USDC", 2_000_000 * 10**6),):
+            for sym, amount in (("USDC", 2_000_000 * usd),):
                 await chain._send(tokens[sym].functions.mint(who, amount), me)
             for sym in ("PEPE", "SHIB"):
                 await chain._send(tokens[sym].functions.mint(who, 10**12 * 10**18), me)
@@ -172,10 +185,10 @@ class DevChain:
                     await chain._send(token.functions.approve(spender.address, 2**256 - 1), who)
         pair_abi, _ = _artifact("@uniswap/v2-core/build/UniswapV2Pair.json")
         seeds = {
-            "PEPE/USDC": (10**11 * 10**18, 1_000_000 * 10**6),  # 0.00001 USD
+            "PEPE/USDC": (10**11 * 10**18, 1_000_000 * usd),  # 0.00001 USD
             "PEPE/WETH": (10**11 * 10**18, 400 * 10**18),
             "SHIB/WETH": (10**11 * 10**18, 200 * 10**18),
-            "WETH/USDC": (100 * 10**18, 250_000 * 10**6),
+            "WETH/USDC": (100 * 10**18, 250_000 * usd),
         }
         for name, (amount_base, amount_quote) in seeds.items():
             base, quote = name.split("/")
@@ -188,7 +201,7 @@ class DevChain:
             "@uniswap/v3-core/artifacts/contracts/UniswapV3Pool.sol/UniswapV3Pool.json"
         )
         v3_seeds = {
-            "WETH/USDC": (50 * 10**18, 125_000 * 10**6),  # 2500 USD, as the V2 pair
+            "WETH/USDC": (50 * 10**18, 125_000 * usd),  # 2500 USD, as the V2 pair
             "PEPE/WETH": (10**11 * 10**18, 400 * 10**18),
         }
         for name, (amount_base, amount_quote) in v3_seeds.items():
@@ -358,6 +371,16 @@ class DevChain:
         if receipt["status"] != 1:
             raise RuntimeError(f"transaction {tx.hex()} reverted")
         return receipt
+
+
+def _quotes(platform_id: int) -> tuple[Any, Any]:
+    """The platform's USDC and wrapped native coin, as the engine knows them."""
+    on_chain = [t for t in REFERENCE_TOKENS if t.chain == platform_id]
+    usdc = next((t for t in on_chain if t.symbol == "USDC"), None)
+    native = next((t for t in on_chain if t.quote_rank == 1 and t.address.startswith("0x")), None)
+    if usdc is None or native is None:
+        raise ValueError(f"no USDC and wrapped native coin known on platform {platform_id}")
+    return usdc, native
 
 
 async def _deploy(w3: AsyncWeb3[Any], me: ChecksumAddress, abi: Any, code: str, *args: Any) -> Any:
