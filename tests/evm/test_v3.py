@@ -176,11 +176,7 @@ async def test_every_onchain_channel_follows_a_v3_pool(
             except TimeoutError:
                 break
             frames[frame["channel"]].append(frame["data"])
-        engine = node.feed.onchain.engine
-        weth = engine.token(1, dex.tokens["WETH"].address.lower())
-        assert weth is not None
-        weth_usd = engine.usd(weth)
-        served = engine_state(engine, state)
+        served = engine_state(node.feed.onchain.engine, state)
     missing = {r["channel"] for r in requests} - set(frames)
     assert not missing, f"no pushes on {missing}"
     assert served == state
@@ -197,8 +193,9 @@ async def test_every_onchain_channel_follows_a_v3_pool(
         assert t["f"] == t["ma"] == trader.lower()
         assert t["pa"] == pool.address.lower()
 
-    # The last price pushed is slot0's, through WETH's market price.
-    assert weth_usd is not None
+    # The last price pushed is slot0's, through WETH's market price at that swap.
+    last_trade = frames["onchain@transaction"][-1]
+    weth_usd = last_trade["t1pu"] if last_trade["ba"] == last_trade["t0a"] else last_trade["t0pu"]
     *_, sqrt = state[pool.address.lower()]
     token0 = (await pool.functions.token0().call()).lower()
     raw = (sqrt / 2**96) ** 2  # token0 in token1, raw units; both have 18 decimals

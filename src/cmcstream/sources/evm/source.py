@@ -35,8 +35,13 @@ holds at its tip is no longer canonical, it walks back to the last block
 both chains share and forgets every event of the blocks above: the events
 not yet handed out are dropped, and when some were, :meth:`take_rewind`
 tells the feed to rebuild its engine from :meth:`history` (the events of
-the canonical blocks, every one kept since the start). Then it reads the
-new canonical blocks as usual.
+the canonical blocks). Then it reads the new canonical blocks as usual.
+
+**Bounded history.** Events below the blocks kept for reorg checks and
+older than ``keep_ms`` are folded into the state they leave
+(:class:`~cmcstream.sources.evm.folded.Folded`), so what the source keeps is
+that state, the last ``keep_ms`` of events and the last ``reorg_depth``
+blocks' hashes.
 
 **Pull, with a wake-up.** The feed pulls events as for any
 :class:`~cmcstream.sources.base.Source` (:meth:`backfill`, :meth:`step`); a
@@ -65,7 +70,9 @@ from cmcstream.engine.events import (
     TokenListed,
     Transfer,
 )
+from cmcstream.engine.units import DAY_MS
 from cmcstream.sources.evm.decode import CREATIONS, TOPICS, Decoded, decode
+from cmcstream.sources.evm.folded import Folded
 from cmcstream.sources.evm.metadata import ChainReader
 
 __all__ = ["EvmSource"]
@@ -129,6 +136,9 @@ class EvmSource:
         confirmations: blocks a block must have on top before it is read.
         page_blocks: block range of one back-fill ``eth_getLogs`` page.
         reorg_depth: how many recent block hashes are kept to detect reorgs.
+        keep_ms: events final and older than this (by block time) are folded
+            into the state they leave (:mod:`~cmcstream.sources.evm.folded`);
+            the default outlasts the engine's longest window (7 days).
         dex: the ``dex`` name given to the V2 pools (V3 pools are ``uniswap-v3``).
     """
 
@@ -141,6 +151,7 @@ class EvmSource:
         confirmations: int = 0,
         page_blocks: int = 1000,
         reorg_depth: int = 128,
+        keep_ms: int = 8 * DAY_MS,
         dex: str = "uniswap-v2",
     ) -> None:
         if confirmations < 0 or page_blocks < 1 or reorg_depth < 1:
@@ -151,12 +162,18 @@ class EvmSource:
         self.confirmations = confirmations
         self.page_blocks = page_blocks
         self.reorg_depth = reorg_depth
+        self.keep_ms = keep_ms
         self.dex = dex
         self.stats = _Stats()
         self._w3: AsyncWeb3[Any] | None = None
         self._reader: ChainReader | None = None
+        # The events not folded yet; offsets into it are absolute: journal[0] is event _base.
         self._journal: list[DexEvent] = []
-        self._delivered = 0
+        self._base = 0
+        self._delivered = 0  # absolute
+        self._folded = Folded(platform_id)
+        self._owed_folded: dict[str, tuple[int, int]] = {}
+        self._tip_ts = 0
         self._rewound = False
         self._blocks: list[_Block] = []  # the recent canonical blocks read, oldest first
         self._next = 0  # the next block to read
@@ -223,10 +240,43 @@ class EvmSource:
         return self._take()
 
     def _take(self) -> list[DexEvent]:
-        out = self._journal[self._delivered :]
-        self._delivered = len(self._journal)
+        out = self._journal[self._delivered - self._base :]
+        self._delivered = self._end
         self._ready.clear()
+        self._fold()
         return out
+
+    @property
+    def _end(self) -> int:
+        """The absolute offset of the next event."""
+        return self._base + len(self._journal)
+
+    @property
+    def kept(self) -> int:
+        """Events kept whole (the rest are folded)."""
+        return len(self._journal)
+
+    def _fold(self) -> None:
+        """Fold the events handed out that are final and older than ``keep_ms``."""
+        if not self._blocks:
+            return
+        limit = min(self._blocks[0].offset, self._delivered) - self._base
+        horizon = self._tip_ts - self.keep_ms
+        journal = self._journal
+        k = 0
+        while k < limit and getattr(journal[k], "ts", 0) < horizon:
+            k += 1
+        if k == 0:
+            return
+        self._folded.fold(journal[:k])
+        del journal[:k]
+        self._base += k
+        owed = self._owed_folded
+        for entry in self._owed:
+            if entry.offset < self._base:
+                d0, d1 = owed.get(entry.pool, (0, 0))
+                owed[entry.pool] = (d0 + entry.d0, d1 + entry.d1)
+        self._owed = [o for o in self._owed if o.offset >= self._base]
 
     async def wait(self) -> None:
         """Return when events are ready to be taken."""
@@ -238,8 +288,12 @@ class EvmSource:
         return rewound
 
     def history(self) -> Sequence[DexEvent]:
-        """The events handed out so far that are still canonical, oldest first."""
-        return self._journal[: self._delivered]
+        """The events handed out so far that are still canonical, oldest first.
+
+        Those folded (final, and older than ``keep_ms``) come restated as the
+        state they leave (:mod:`~cmcstream.sources.evm.folded`).
+        """
+        return self._folded.events() + self._journal[: self._delivered - self._base]
 
     @property
     def tip(self) -> int:
@@ -307,7 +361,7 @@ class EvmSource:
         self._next = self._blocks[-1].number + 1
         if cut is None:
             return
-        del self._journal[cut:]
+        del self._journal[cut - self._base :]
         if cut < self._delivered:
             self._delivered = cut
             self._rewound = True
@@ -325,11 +379,12 @@ class EvmSource:
     def _recount(self) -> None:
         """Pool reserves and native balances as the kept events add up."""
         for pool in self._pools.values():
-            pool.r0 = pool.r1 = pool.owed0 = pool.owed1 = 0
+            pool.r0, pool.r1 = self._folded.reserve(pool.address)
+            pool.owed0, pool.owed1 = self._owed_folded.get(pool.address, (0, 0))
         for owed in self._owed:
             self._pools[owed.pool].owed0 += owed.d0
             self._pools[owed.pool].owed1 += owed.d1
-        self._balances.clear()
+        self._balances = {w: ev.balance for w, ev in self._folded.natives.items()}
         for ev in self._journal:
             if isinstance(ev, Swap):
                 self._move(ev)
@@ -379,7 +434,7 @@ class EvmSource:
     async def _read_block(self, block: Any, logs: Sequence[Any]) -> None:
         number = int(block["number"])
         ts = int(block["timestamp"]) * 1000
-        start = len(self._journal)
+        start = self._end
         senders: dict[str, str] = {}
         if logs:
             for tx in block["transactions"]:
@@ -399,8 +454,9 @@ class EvmSource:
             del self._blocks[0]
         self._next = number + 1
         self.stats.blocks += 1
-        self.stats.events += len(self._journal) - start
-        if len(self._journal) > self._delivered:
+        self.stats.events += self._end - start
+        self._tip_ts = ts
+        if self._end > self._delivered:
             self._ready.set()
 
     async def _apply(
@@ -412,7 +468,7 @@ class EvmSource:
             return
         if d.name == "PoolCreated":
             if await self._list(a["token0"], ts) and await self._list(a["token1"], ts):
-                self._created[a["pool"]] = (a["token0"], a["token1"], a["fee"], len(self._journal))
+                self._created[a["pool"]] = (a["token0"], a["token1"], a["fee"], self._end)
             return
         if d.name.startswith("V3"):
             await self._apply_v3(d, ts, senders, touched)
@@ -563,7 +619,7 @@ class EvmSource:
         if d0 or d1:
             pool.owed0 += d0
             pool.owed1 += d1
-            self._owed.append(_Owed(len(self._journal), pool.address, d0, d1))
+            self._owed.append(_Owed(self._end, pool.address, d0, d1))
 
     async def _add_v3(
         self, address: str, block: int, ts: int, tx: str, sqrt_price: int
@@ -583,7 +639,7 @@ class EvmSource:
             if not await self._list(token, ts):
                 self._not_pools.add(address)
                 return None
-        pool = _Pool(address, token0, token1, offset=len(self._journal))
+        pool = _Pool(address, token0, token1, offset=self._end)
         self._pools[address] = pool
         self._journal.append(
             PoolCreated(
@@ -666,7 +722,7 @@ class EvmSource:
             if not await self._list(token, ts):
                 self._not_pools.add(address)
                 return None
-        pool = _Pool(address, token0, token1, offset=len(self._journal))
+        pool = _Pool(address, token0, token1, offset=self._end)
         self._pools[address] = pool
         self._journal.append(
             PoolCreated(self.chain, block, ts, tx, address, self.dex, token0, token1, 30)
@@ -698,7 +754,7 @@ class EvmSource:
         info = await self._reader.token(token)
         if info is None:
             return False
-        self._tokens[token] = len(self._journal)
+        self._tokens[token] = self._end
         self._journal.append(
             TokenListed(
                 self.chain, token, info.symbol, info.name, info.decimals, info.total_supply, ts=ts
