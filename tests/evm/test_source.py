@@ -92,6 +92,9 @@ async def test_backfill_then_live_blocks_add_up_to_the_chain(
         assert set(listed) == {"USDC", "PEPE", "SHIB", "WETH"}
         assert listed["USDC"].address == "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"  # mainnet
         assert listed["USDC"].decimals == 6
+        # The creator, where the chain knows it: PEPE was deployed, USDC put in place.
+        assert listed["PEPE"].creator == dex.deployer.lower()
+        assert listed["USDC"].creator is None
         for _ in range(25):
             await dex.act()
         await settled(source, w3)

@@ -13,6 +13,7 @@ from typing import Any
 
 from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
+from web3.types import RPCEndpoint
 
 from cmcstream.sources.evm.abi import ERC20, ERC20_BYTES32, V2_PAIR, V3_POOL
 
@@ -26,6 +27,7 @@ class TokenInfo:
     symbol: str
     decimals: int
     total_supply: int
+    creator: str | None
 
 
 class ChainReader:
@@ -37,6 +39,7 @@ class ChainReader:
         self._pairs: dict[str, tuple[str, str] | None] = {}
         self._v3: dict[str, tuple[str, str, int] | None] = {}
         self.calls = 0
+        self._creators = True  # until the node says it has no ots_getContractCreator
 
     def _contract(self, address: str, abi: list[Any]) -> Any:
         return self._w3.eth.contract(AsyncWeb3.to_checksum_address(address), abi=abi)
@@ -52,11 +55,34 @@ class ChainReader:
             supply = int(await self._call(erc20.functions.totalSupply()))
             name = await self._text(address, "name")
             symbol = await self._text(address, "symbol")
-            info = TokenInfo(address, name, symbol, decimals, supply)
+            info = TokenInfo(address, name, symbol, decimals, supply, await self.creator(address))
         except (Web3Exception, ValueError, OverflowError):
             info = None
         self._tokens[address] = info
         return info
+
+    async def creator(self, address: str) -> str | None:
+        """The account that deployed ``address``, where the node can tell.
+
+        Plain JSON-RPC has no call for it; Otterscan's ``ots_getContractCreator``
+        (Erigon, anvil, Reth) answers at once. Without it, ``None``: the
+        creator is then not known (and no one is the token's ``dev``).
+        """
+        if not self._creators:
+            return None
+        self.calls += 1
+        try:
+            response = await self._w3.provider.make_request(
+                RPCEndpoint("ots_getContractCreator"), [AsyncWeb3.to_checksum_address(address)]
+            )
+        except (Web3Exception, ValueError):
+            self._creators = False
+            return None
+        if "error" in response:
+            self._creators = False
+            return None
+        found = response.get("result")
+        return str(found["creator"]).lower() if isinstance(found, dict) else None
 
     async def _text(self, address: str, fn: str) -> str:
         try:

@@ -757,7 +757,14 @@ class EvmSource:
         self._tokens[token] = self._end
         self._journal.append(
             TokenListed(
-                self.chain, token, info.symbol, info.name, info.decimals, info.total_supply, ts=ts
+                self.chain,
+                token,
+                info.symbol,
+                info.name,
+                info.decimals,
+                info.total_supply,
+                creator=info.creator,
+                ts=ts,
             )
         )
         return True
