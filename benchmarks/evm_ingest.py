@@ -2,10 +2,11 @@
 
 1. **Back-fill.** ``--actions`` seeded actions (swaps, adds, removes, transfers
    through the real Uniswap V2 and V3 routers and V3's position manager) are
-   mined, then an :class:`EvmSource` back-fills them from block 0: wall time,
-   this process's CPU time, logs per CPU second. Then the same logs are
-   decoded again with no I/O (what decoding alone costs per core), all of
-   them and the V3 pools' alone.
+   mined, then an :class:`EvmSource` back-fills them: wall time, this
+   process's CPU time, logs per CPU second. Then the same logs are decoded
+   again with no I/O (what decoding alone costs per core), all of them and
+   the V3 pools' alone. Then the same for ``--v3-swaps`` swaps through the V3
+   router alone (``v3_backfill``).
 2. **Latency.** A server streams from the chain; a client on the same loop is
    subscribed to ``onchain@transaction`` of PEPE; swaps are sent one at a
    time, alternately through the V2 pair and the V3 pool. For each push:
@@ -55,20 +56,27 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
-async def backfill(anvil: Anvil, w3: Any, dex: DevChain, actions: int) -> dict[str, Any]:
-    for _ in range(actions):
-        await dex.act()
+async def backfill(
+    anvil: Anvil, w3: Any, dex: DevChain, actions: int, v3_only: bool = False
+) -> dict[str, Any]:
+    start = await w3.eth.block_number + 1
+    for i in range(actions):
+        if v3_only:
+            sold, bought = ("WETH", "PEPE") if i % 2 else ("PEPE", "WETH")
+            await dex.swap_v3(dex.traders[i % 5], sold, bought, fraction=0.001, pool="PEPE/WETH")
+        else:
+            await dex.act()
     head = await w3.eth.block_number
-    source = EvmSource(anvil.ws_url, 1, from_block=0)
+    source = EvmSource(anvil.ws_url, 1, from_block=start)
     wall, cpu = time.perf_counter(), time.process_time()
     await source.start()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     events = len(list(source.backfill(0, {})))
     await source.aclose()
-    logs = await w3.eth.get_logs({"fromBlock": 0, "toBlock": head, "topics": [list(TOPICS)]})
+    logs = await w3.eth.get_logs({"fromBlock": start, "toBlock": head, "topics": [list(TOPICS)]})
     v3_logs = [log for log in logs if bytes(log["topics"][0]) in V3_TOPICS]
     return {
-        "blocks": head + 1,
+        "blocks": head + 1 - start,
         "logs": source.stats.logs,
         "events": events,
         "wall_s": round(wall, 3),
@@ -168,17 +176,23 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--actions", type=int, default=400)
     parser.add_argument("--swaps", type=int, default=100)
-    parser.add_argument("--quick", action="store_true", help="40 actions, 10 swaps")
+    parser.add_argument("--v3-swaps", type=int, default=300, help="V3 swaps back-filled alone")
+    parser.add_argument("--quick", action="store_true", help="40 actions, 10 swaps, 20 V3 swaps")
     parser.add_argument("--against", type=Path, help="an earlier result to compare with")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.quick:
-        args.actions, args.swaps = 40, 10
-    result: dict[str, Any] = {"actions": args.actions, "swaps": args.swaps}
+        args.actions, args.swaps, args.v3_swaps = 40, 10, 20
+    result: dict[str, Any] = {
+        "actions": args.actions,
+        "swaps": args.swaps,
+        "v3_swaps": args.v3_swaps,
+    }
     with Anvil() as anvil:
         async with AsyncWeb3(WebSocketProvider(anvil.ws_url)) as w3:
             dex = await DevChain.deploy(w3, seed=3)
             result["backfill"] = await backfill(anvil, w3, dex, args.actions)
+            result["v3_backfill"] = await backfill(anvil, w3, dex, args.v3_swaps, v3_only=True)
             result["latency"] = await latency(anvil, dex, args.swaps)
     print(json.dumps(result, indent=2))
     if args.against is not None:

@@ -27,6 +27,10 @@ def test_the_evm_benchmark_measures_v2_and_v3(chain_tools: Path, tmp_path: Path)
     assert backfill["v3_logs"] > 0
     assert backfill["logs_per_cpu_s"] > 0
     assert backfill["v3_decode_only_logs_per_cpu_s"] > 0
+    v3 = result["v3_backfill"]
+    assert v3["v3_logs"] == 20  # one Swap a swap, and its two Transfers besides
+    assert v3["logs"] == 3 * 20
+    assert v3["logs_per_cpu_s"] > 0
     latency = result["latency"]
     for kind in ("v2", "v3"):
         assert latency["mined_to_push"][kind]["n"] == 5
