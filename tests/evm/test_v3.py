@@ -84,13 +84,19 @@ async def test_v3_pools_add_up_to_the_chain(anvil: Anvil, w3: Any, dex: DevChain
         await dex.mint(trader, "WETH/USDC", base // 50, quote // 50)
         await dex.swap_v3(trader, "USDC", "WETH", fraction=0.02, pool="WETH/USDC")
         assert await dex.burn(trader, "WETH/USDC", 1.0)  # with the fees of the swap
+        # A donation: tokens that reach the pool outside its events.
+        pool_at = dex.pools["WETH/USDC"].address
+        await dex._send(dex.tokens["USDC"].functions.transfer(pool_at, 1234 * 10**6), trader)
         await settled(source, w3)
         live = list(source.step(0, {}))
         events = history + live
     v3 = {p.address.lower() for p in dex.pools.values()}
     assert sum(isinstance(e, Swap) and e.pool in v3 for e in live) == 5
     kinds = [e.action for e in live if isinstance(e, LiquidityChanged) and e.pool in v3]
-    assert kinds == ["add", "remove", "remove"]  # mint, burn, the fees collected
+    # The mint, the burn, the fees collected, the donation.
+    assert kinds == ["add", "remove", "remove", "add"]
+    (donated,) = [e for e in live if isinstance(e, LiquidityChanged) and e.tx == ""]
+    assert {donated.amount0, donated.amount1} == {1234 * 10**6, 0}
     state = await chain_state(dex)
     engine = engine_of(events)
     assert engine_state(engine, state) == state

@@ -27,7 +27,11 @@ prices are the pool's own. A V3 pool's reserves are the tokens it holds
 (``balanceOf``, what the chain says it is worth) less what burned positions
 are owed and have not collected: a ``Burn`` removes its amounts, a
 ``Collect`` takes them out of what is owed, and whatever it takes beyond
-(the fees) is a removal of its own. The fee tier is the pool's ``fee_bps``.
+(the fees) is a removal of its own. After each block, a V3 pool whose
+tokens moved is reconciled with its ``balanceOf``, as a V2 pair is with its
+``Sync``: tokens that reached it outside its events (a donation, a flash
+loan's fee) become a liquidity change. The fee tier is the pool's
+``fee_bps``.
 
 **Reorgs.** The source remembers the hash of each block it read. When a new
 block's parent is not the block it holds at that height, or the block it
@@ -103,6 +107,7 @@ class _Pool:
     offset: int = 0  # journal offset of its creation
     owed0: int = 0  # V3: burned, not yet collected
     owed1: int = 0
+    v3: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +187,7 @@ class EvmSource:
         self._not_pools: set[str] = set()
         self._created: dict[str, tuple[str, str, int, int]] = {}  # V3 pool -> t0, t1, fee, offset
         self._owed: list[_Owed] = []
+        self._v3_touched: dict[str, _Pool] = {}  # V3 pools whose tokens moved in this block
         self._tokens: dict[str, int] = {}  # listed token -> journal offset of its listing
         self._balances: dict[str, int] = {}
         self._ready = asyncio.Event()
@@ -448,6 +454,7 @@ class EvmSource:
                 await self._apply(found, ts, senders, touched)
         for pool in list(self._synced.values()):
             self._settle(pool, number, ts, "")
+        await self._reconcile_v3(number, ts)
         await self._read_balances(touched, number, ts)
         self._blocks.append(_Block(number, bytes(block["hash"]), start))
         if len(self._blocks) > self.reorg_depth:
@@ -495,6 +502,10 @@ class EvmSource:
                     log_index=d.log_index,
                 )
             )
+            for end in (sender, receiver):
+                moved = self._pools.get(end)
+                if moved is not None and moved.v3:
+                    self._v3_touched[end] = moved
             return
         pool = self._pools.get(d.address)
         if pool is None:
@@ -613,6 +624,7 @@ class EvmSource:
         else:
             return
         touched[origin] = None
+        self._v3_touched[pool.address] = pool
         self._journal.append(ev)
 
     def _owe(self, pool: _Pool, d0: int, d1: int) -> None:
@@ -639,7 +651,7 @@ class EvmSource:
             if not await self._list(token, ts):
                 self._not_pools.add(address)
                 return None
-        pool = _Pool(address, token0, token1, offset=self._end)
+        pool = _Pool(address, token0, token1, offset=self._end, v3=True)
         self._pools[address] = pool
         self._journal.append(
             PoolCreated(
@@ -697,9 +709,27 @@ class EvmSource:
         if pool.sync is None:
             return
         (s0, s1), pool.sync = pool.sync, None
-        address = pool.address
-        self._synced.pop(address, None)
-        d0, d1 = s0 - pool.r0, s1 - pool.r1
+        self._synced.pop(pool.address, None)
+        self._restate(pool, s0 - pool.r0, s1 - pool.r1, block, ts, tx)
+
+    async def _reconcile_v3(self, block: int, ts: int) -> None:
+        """Reconcile the V3 pools whose tokens moved with what they hold after the block.
+
+        V3 has no ``Sync``: tokens sent to a pool outside its events (a
+        donation, a flash loan's fee) show only in its balances.
+        """
+        touched, self._v3_touched = self._v3_touched, {}
+        if self._reader is None:
+            return
+        for pool in touched.values():
+            held0 = await self._reader.balance_of(pool.token0, pool.address, block)
+            held1 = await self._reader.balance_of(pool.token1, pool.address, block)
+            d0 = held0 - pool.owed0 - pool.r0
+            d1 = held1 - pool.owed1 - pool.r1
+            self._restate(pool, d0, d1, block, ts, "")
+
+    def _restate(self, pool: _Pool, d0: int, d1: int, block: int, ts: int, tx: str) -> None:
+        """Liquidity changes that move the pool's reserves by ``(d0, d1)``."""
         if d0 == 0 and d1 == 0:
             return
         # One liquidity change per direction: the engine's amounts are positive.
@@ -708,7 +738,7 @@ class EvmSource:
         for action, (a0, a1) in (("add", adds), ("remove", removes)):
             if a0 or a1:
                 ev = LiquidityChanged(
-                    self.chain, block, ts, tx, address, action, _ZERO, _ZERO, a0, a1
+                    self.chain, block, ts, tx, pool.address, action, _ZERO, _ZERO, a0, a1
                 )
                 self._liquid(ev)
                 self._journal.append(ev)
