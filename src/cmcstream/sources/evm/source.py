@@ -28,9 +28,10 @@ prices are the pool's own. A V3 pool's reserves are the tokens it holds
 are owed and have not collected: a ``Burn`` removes its amounts, a
 ``Collect`` takes them out of what is owed, and whatever it takes beyond
 (the fees) is a removal of its own. After each block, a V3 pool whose
-tokens moved is reconciled with its ``balanceOf``, as a V2 pair is with its
-``Sync``: tokens that reached it outside its events (a donation, a flash
-loan's fee) become a liquidity change. The fee tier is the pool's
+token transfers do not add up to what its events moved is reconciled with
+its ``balanceOf``, as a V2 pair is with its ``Sync``: tokens that reached it
+outside its events (a donation, a flash loan's fee) become a liquidity
+change. The fee tier is the pool's
 ``fee_bps``.
 
 **Reorgs.** The source remembers the hash of each block it read. When a new
@@ -187,7 +188,9 @@ class EvmSource:
         self._not_pools: set[str] = set()
         self._created: dict[str, tuple[str, str, int, int]] = {}  # V3 pool -> t0, t1, fee, offset
         self._owed: list[_Owed] = []
-        self._v3_touched: dict[str, _Pool] = {}  # V3 pools whose tokens moved in this block
+        # V3 pools touched in this block: what they held (reserves and owed) when first
+        # touched, and what the block's transfers moved in (+) and out (-) since.
+        self._v3_touched: dict[str, tuple[_Pool, list[int]]] = {}
         self._tokens: dict[str, int] = {}  # listed token -> journal offset of its listing
         self._balances: dict[str, int] = {}
         self._ready = asyncio.Event()
@@ -502,10 +505,14 @@ class EvmSource:
                     log_index=d.log_index,
                 )
             )
-            for end in (sender, receiver):
+            for end, sign in ((sender, -1), (receiver, 1)):
                 moved = self._pools.get(end)
                 if moved is not None and moved.v3:
-                    self._v3_touched[end] = moved
+                    flow = self._touch(moved)
+                    if d.address == moved.token0:
+                        flow[2] += sign * amount
+                    elif d.address == moved.token1:
+                        flow[3] += sign * amount
             return
         pool = self._pools.get(d.address)
         if pool is None:
@@ -574,6 +581,7 @@ class EvmSource:
             if pool is None:
                 return
         origin = senders.get(d.tx, _ZERO)
+        self._touch(pool)
         ev: DexEvent
         if d.name == "V3Swap":
             a0, a1 = a["amount0"], a["amount1"]  # signed: what the pool received
@@ -624,7 +632,6 @@ class EvmSource:
         else:
             return
         touched[origin] = None
-        self._v3_touched[pool.address] = pool
         self._journal.append(ev)
 
     def _owe(self, pool: _Pool, d0: int, d1: int) -> None:
@@ -712,21 +719,31 @@ class EvmSource:
         self._synced.pop(pool.address, None)
         self._restate(pool, s0 - pool.r0, s1 - pool.r1, block, ts, tx)
 
+    def _touch(self, pool: _Pool) -> list[int]:
+        """The pool's ``[held0, held1, in0, in1]`` in this block, from its first touch."""
+        found = self._v3_touched.get(pool.address)
+        if found is None:
+            held = [pool.r0 + pool.owed0, pool.r1 + pool.owed1, 0, 0]
+            found = self._v3_touched[pool.address] = (pool, held)
+        return found[1]
+
     async def _reconcile_v3(self, block: int, ts: int) -> None:
         """Reconcile the V3 pools whose tokens moved with what they hold after the block.
 
         V3 has no ``Sync``: tokens sent to a pool outside its events (a
-        donation, a flash loan's fee) show only in its balances.
+        donation, a flash loan's fee) show only in its balances. When the
+        block's transfers to and from a pool add up to what its events moved,
+        nothing is asked; otherwise its ``balanceOf`` is.
         """
         touched, self._v3_touched = self._v3_touched, {}
         if self._reader is None:
             return
-        for pool in touched.values():
-            held0 = await self._reader.balance_of(pool.token0, pool.address, block)
-            held1 = await self._reader.balance_of(pool.token1, pool.address, block)
-            d0 = held0 - pool.owed0 - pool.r0
-            d1 = held1 - pool.owed1 - pool.r1
-            self._restate(pool, d0, d1, block, ts, "")
+        for pool, (held0, held1, in0, in1) in touched.values():
+            if (held0 + in0, held1 + in1) == (pool.r0 + pool.owed0, pool.r1 + pool.owed1):
+                continue
+            b0 = await self._reader.balance_of(pool.token0, pool.address, block)
+            b1 = await self._reader.balance_of(pool.token1, pool.address, block)
+            self._restate(pool, b0 - pool.owed0 - pool.r0, b1 - pool.owed1 - pool.r1, block, ts, "")
 
     def _restate(self, pool: _Pool, d0: int, d1: int, block: int, ts: int, tx: str) -> None:
         """Liquidity changes that move the pool's reserves by ``(d0, d1)``."""
