@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,10 +194,20 @@ _evm_options = _options(
         show_default=True,
         help="On-chain data: the DEX simulator, or an EVM chain over JSON-RPC (--rpc).",
     ),
-    click.option("--rpc", default=None, help="The chain's WebSocket JSON-RPC URL (ws://…)."),
-    click.option("--platform-id", default=1, show_default=True, help="The chain's platform id."),
     click.option(
-        "--from-block", type=int, default=None, help="Back-fill from this block (default: head)."
+        "--rpc",
+        multiple=True,
+        help="A chain's WebSocket JSON-RPC URL (ws://…), repeatable: PLATFORM_ID=URL "
+        "(e.g. --rpc 1=ws://a --rpc 14=ws://b), or a bare URL for --platform-id.",
+    ),
+    click.option(
+        "--platform-id", default=1, show_default=True, help="The platform id of a bare --rpc URL."
+    ),
+    click.option(
+        "--from-block",
+        type=int,
+        default=None,
+        help="Back-fill from this block on every chain (default: each one's head).",
     ),
     click.option("--confirmations", default=0, show_default=True, help="Blocks on top."),
 )
@@ -738,22 +748,49 @@ async def _gateway(config: ServerConfig, store: Store, cluster: _Cluster) -> Non
 # -- an EVM chain as the on-chain source ----------------------------------------------------------
 
 
+def _chains(rpcs: Sequence[str], platform_id: int) -> dict[int, str]:
+    """``--rpc`` values by platform id: ``ID=URL``, or a bare URL for ``--platform-id``."""
+    chains: dict[int, str] = {}
+    for rpc in rpcs:
+        head, sep, url = rpc.partition("=")
+        if sep and head.strip().isdigit():
+            chain = int(head)
+        else:
+            chain, url = platform_id, rpc
+        if not url.startswith(("ws://", "wss://")):
+            raise click.UsageError(f"--rpc {rpc!r}: a WebSocket URL (ws://… or wss://…)")
+        if chain in chains:
+            raise click.UsageError(f"--rpc: two chains for platform {chain}")
+        chains[chain] = url
+    return chains
+
+
 def _evm_source(
-    source: str, rpc: str | None, platform_id: int, from_block: int | None, confirmations: int
+    source: str,
+    rpcs: Sequence[str],
+    platform_id: int,
+    from_block: int | None,
+    confirmations: int,
 ) -> Callable[[], Any] | None:
     if source == "sim":
         return None
-    if rpc is None:
+    if not rpcs:
         raise click.UsageError("--source evm needs --rpc ws://HOST:PORT")
+    chains = _chains(rpcs, platform_id)
     try:
         from cmcstream.sources.evm.source import EvmSource
+        from cmcstream.sources.merged import MergedSource
     except ImportError:
         raise click.UsageError(
             "--source evm needs the evm extra: pip install 'cmcstream[evm]'"
         ) from None
 
     def build() -> Any:
-        return EvmSource(rpc, platform_id, from_block=from_block, confirmations=confirmations)
+        sources = [
+            EvmSource(url, chain, from_block=from_block, confirmations=confirmations)
+            for chain, url in chains.items()
+        ]
+        return sources[0] if len(sources) == 1 else MergedSource(sources)
 
     return build
 
@@ -764,7 +801,7 @@ def _evm_source(
 @click.option("--seed", default=0, show_default=True, help="Seed of the trading loop.")
 @click.option("--rate", default=2.0, show_default=True, help="Trading actions per second.")
 def devchain(port: int, db: str | None, seed: int, rate: float) -> None:
-    """A local chain to stream from: anvil, Uniswap V2, three ERC-20s and seeded traders.
+    """A local chain to stream from: anvil, Uniswap V2 and V3, three ERC-20s and seeded traders.
 
     Needs the chain tools of the source checkout (`npm ci --prefix chain`) and the
     evm extra. Serves the on-chain channels of platform 1 from that chain.
@@ -801,7 +838,9 @@ async def _devchain(config: ServerConfig, store: Store, rpc: str, seed: int, rat
         for symbol, token in dex.tokens.items():
             click.echo(f"  token {symbol:<5} {token.address.lower()}")
         for name, pair in dex.pairs.items():
-            click.echo(f"  pool  {name:<10} {pair.address.lower()}")
+            click.echo(f"  pool  {name + ' v2':<13} {pair.address.lower()}")
+        for name, pool in dex.pools.items():
+            click.echo(f"  pool  {name + ' v3':<13} {pool.address.lower()}")
 
         stopping = asyncio.Event()
 

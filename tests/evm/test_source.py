@@ -22,7 +22,7 @@ from cmcstream.engine.events import (
 from cmcstream.engine.onchain import OnchainEngine
 from cmcstream.sources.evm.abi import V2_FACTORY, V2_PAIR
 from cmcstream.sources.evm.anvil import Anvil
-from cmcstream.sources.evm.devchain import MAINNET_USDC, DevChain
+from cmcstream.sources.evm.devchain import DevChain
 from cmcstream.sources.evm.source import EvmSource
 
 
@@ -90,8 +90,11 @@ async def test_backfill_then_live_blocks_add_up_to_the_chain(
         assert {TokenListed, PoolCreated, Swap, LiquidityChanged, Transfer} <= kinds
         listed = {e.symbol: e for e in history if isinstance(e, TokenListed)}
         assert set(listed) == {"USDC", "PEPE", "SHIB", "WETH"}
-        assert listed["USDC"].address == MAINNET_USDC
+        assert listed["USDC"].address == "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"  # mainnet
         assert listed["USDC"].decimals == 6
+        # The creator, where the chain knows it: PEPE was deployed, USDC put in place.
+        assert listed["PEPE"].creator == dex.deployer.lower()
+        assert listed["USDC"].creator is None
         for _ in range(25):
             await dex.act()
         await settled(source, w3)
@@ -143,7 +146,7 @@ async def test_pairs_created_before_the_start_are_adopted_with_their_reserves(
         events = list(source.step(0, {}))
     reserves = await chain_reserves(dex)
     created = {e.pool for e in events if isinstance(e, PoolCreated)}
-    assert created == set(reserves)
+    assert created == set(reserves) | {p.address.lower() for p in dex.pools.values()}
     assert engine_reserves(engine_of(events), reserves) == reserves
 
 

@@ -161,7 +161,14 @@ class TokenListed(msgspec.Struct, frozen=True, tag="token_listed", tag_field="ki
 
 
 class PoolCreated(msgspec.Struct, frozen=True, tag="pool_created", tag_field="kind"):
-    """A constant-product pool (pair) appears; its reserves start at zero."""
+    """A pool appears; its reserves start at zero.
+
+    A constant-product pool (pair) is priced by its reserves. A
+    concentrated-liquidity pool (Uniswap V3) states its price itself:
+    ``sqrt_price_x96`` is its initial ``sqrt(price) * 2**96`` (price of token0
+    in token1, raw units), moved by each :class:`Swap`; its reserves (the
+    tokens it holds) then only value it.
+    """
 
     chain: int
     block: int
@@ -172,6 +179,7 @@ class PoolCreated(msgspec.Struct, frozen=True, tag="pool_created", tag_field="ki
     token0: str
     token1: str
     fee_bps: int = 30
+    sqrt_price_x96: int | None = None
 
 
 class Swap(msgspec.Struct, frozen=True, tag="swap", tag_field="kind"):
@@ -190,6 +198,7 @@ class Swap(msgspec.Struct, frozen=True, tag="swap", tag_field="kind"):
     amount_out: int
     log_index: int | None = None  # EVM
     instruction_index: int | None = None  # Solana
+    sqrt_price_x96: int | None = None  # a concentrated-liquidity pool's price after the swap
 
 
 class LiquidityChanged(msgspec.Struct, frozen=True, tag="liquidity", tag_field="kind"):

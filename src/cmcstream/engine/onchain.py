@@ -11,10 +11,12 @@ coalesced to one push per identity per ``metric_period_ms``.
 Every number is computed here, from events only:
 
 - **Pools** are constant-product pairs whose reserves follow their liquidity
-  events and swaps. A token's USD price comes through the quote side of a pool:
-  stablecoins and wrapped native coins are priced by the market channel (the
-  ``quote_price`` callback, by CoinMarketCap id); any other token by its own
-  last price.
+  events and swaps, or concentrated-liquidity pools (Uniswap V3) whose
+  reserves (the tokens they hold) follow the same events but whose price is
+  the one they state (``sqrt_price_x96``). A token's USD price comes through
+  the quote side of a pool: stablecoins and wrapped native coins are priced by
+  the market channel (the ``quote_price`` callback, by CoinMarketCap id); any
+  other token by its own last price.
 - **A swap** is *excluded* (``ex: true``) when it is dust (under
   ``dust_usd``) or its price is an outlier (more than ``outlier_ratio`` away
   from the token's last included price); excluded swaps move reserves, as on
@@ -117,6 +119,7 @@ _POOL_METRIC = "onchain@pool_metric"
 _HOLDERS = "onchain@holders_metrics"
 _WALLET = "onchain@holder_wallet_update"
 SOLANA: Final = 16
+_Q96: Final = float(2**96)
 
 
 @dataclass(slots=True)
@@ -218,9 +221,11 @@ class _Pool:
         "metric_topic",
         "priced0",
         "priced1",
+        "priced_sqrt",
         "quote",
         "r0",
         "r1",
+        "sqrt",
         "stale",
         "t0",
         "t1",
@@ -241,6 +246,9 @@ class _Pool:
         # The raw reserves as of the last included swap or liquidity change: an excluded
         # swap moves the reserves, as on chain, but no price read from the pool.
         self.priced0 = self.priced1 = 0
+        # A concentrated-liquidity pool's stated price, latest and as of the last included swap.
+        self.sqrt = ev.sqrt_price_x96
+        self.priced_sqrt = ev.sqrt_price_x96
         # ``priced0/1`` in token units, worked out again only when read after a change:
         # a watched token's every swap reads all of its pools' prices and liquidity.
         self.u0 = self.u1 = 0.0
@@ -370,7 +378,19 @@ class OnchainEngine:
         return best[1] if best is not None else None
 
     def pool_price(self, pool: _Pool, token: _Token) -> float | None:
-        """USD price of ``token`` implied by ``pool``'s reserves."""
+        """USD price of ``token`` implied by ``pool``'s reserves, or its stated price."""
+        sqrt = pool.priced_sqrt
+        if sqrt is not None:
+            if sqrt <= 0:
+                return None
+            other_usd = self.usd(pool.t1 if token is pool.t0 else pool.t0)
+            if other_usd is None:
+                return None
+            # token0 in token1: (sqrt / 2**96)**2 raw, times 10**(decimals0 - decimals1).
+            price0 = (sqrt / _Q96) ** 2 * quotient(pool.t0.scale, pool.t1.scale)
+            if price0 <= 0.0:
+                return None
+            return (price0 if token is pool.t0 else 1.0 / price0) * other_usd
         if pool.priced0 <= 0 or pool.priced1 <= 0:
             return None
         other_usd = self.usd(pool.t1 if token is pool.t0 else pool.t0)
@@ -547,6 +567,8 @@ class OnchainEngine:
             self.unknown += 1
             return []
         self.swaps += 1
+        if ev.sqrt_price_x96 is not None:
+            pool.sqrt = ev.sqrt_price_x96
         t0, t1 = pool.t0, pool.t1
         amount_in, amount_out = ev.amount_in, ev.amount_out
         in0 = ev.token_in == t0.address
@@ -593,6 +615,7 @@ class OnchainEngine:
             assert quote_usd is not None
             base.price = base_usd
             pool.priced0, pool.priced1 = pool.r0, pool.r1
+            pool.priced_sqrt = pool.sqrt
             pool.stale = True
             key = run_key(ts)
             # The base token and the pool tape the trade as the base side sees it, the

@@ -69,6 +69,7 @@ class Anvil:
         block_time: mine a block every this many seconds, as well as on each
             transaction (``None``: only on transactions).
         log_path: where its output goes; a temporary file by default.
+        chain_id: the chain id it reports (anvil's default, 31337, when ``None``).
     """
 
     def __init__(
@@ -77,12 +78,14 @@ class Anvil:
         timestamp: int | None = None,
         block_time: float | None = None,
         log_path: Path | None = None,
+        chain_id: int | None = None,
     ) -> None:
         self.binary = chain_dir() / "node_modules" / ".bin" / "anvil"
         if not self.binary.exists():
             raise ChainToolsMissing(f"{self.binary} is missing: run `{NPM_CI}`")
         self.timestamp = timestamp
         self.block_time = block_time
+        self.chain_id = chain_id
         self._own_log = log_path is None
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix="anvil-", suffix=".log")
@@ -106,6 +109,8 @@ class Anvil:
             args += ["--timestamp", str(self.timestamp)]
         if self.block_time is not None:
             args += ["--block-time", str(self.block_time)]
+        if self.chain_id is not None:
+            args += ["--chain-id", str(self.chain_id)]
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
                 args,

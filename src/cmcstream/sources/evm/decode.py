@@ -1,10 +1,11 @@
 """Logs to decoded events, with web3's contract events (the ABI codec of eth-abi).
 
 :func:`decode` turns one raw log (as ``eth_getLogs`` returns it through web3)
-into a :class:`Decoded`: the event name, the emitting address and the
-arguments, addresses lower-cased as the engine spells them. Logs of other
-events (or malformed ones, such as a non-standard ``Transfer`` with an
-unindexed sender) decode to ``None``.
+into a :class:`Decoded`: the event name (a Uniswap V3 pool's events are
+prefixed ``V3``, as its ``Swap``, ``Mint`` and ``Burn`` differ from a V2
+pair's), the emitting address and the arguments, addresses lower-cased as the
+engine spells them. Logs of other events (or malformed ones, such as a
+non-standard ``Transfer`` with an unindexed sender) decode to ``None``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from web3 import Web3
 from web3.contract.contract import ContractEvent
 from web3.exceptions import LogTopicError, MismatchedABI
 
-from cmcstream.sources.evm.abi import ERC20, V2_FACTORY, V2_PAIR
+from cmcstream.sources.evm.abi import ERC20, V2_FACTORY, V2_PAIR, V3_FACTORY, V3_POOL
 
-__all__ = ["TOPICS", "Decoded", "decode", "topic_of"]
+__all__ = ["CREATIONS", "TOPICS", "Decoded", "decode", "topic_of"]
 
 # WETH9 mints on deposit and burns on withdrawal without a Transfer log.
 _WETH_EVENTS: Final[list[dict[str, Any]]] = [
@@ -43,20 +44,26 @@ def topic_of(entry: Mapping[str, Any]) -> bytes:
     return keccak(text=f"{entry['name']}({types})")
 
 
-def _events() -> dict[bytes, ContractEvent]:
+def _events() -> dict[bytes, tuple[str, ContractEvent]]:
     offline = Web3()  # no provider: only the ABI codec is used
-    out: dict[bytes, ContractEvent] = {}
-    for abi in (V2_FACTORY, V2_PAIR, ERC20, _WETH_EVENTS):
+    out: dict[bytes, tuple[str, ContractEvent]] = {}
+    groups = (("", V2_FACTORY), ("", V2_PAIR), ("", V3_FACTORY), ("V3", V3_POOL))
+    for prefix, abi in (*groups, ("", ERC20), ("", _WETH_EVENTS)):
         contract = offline.eth.contract(abi=abi)
         for entry in abi:
             if entry["type"] == "event":
-                out[topic_of(entry)] = contract.events[entry["name"]]()
+                name = entry["name"]
+                out[topic_of(entry)] = (prefix + name, contract.events[name]())
     return out
 
 
 _BY_TOPIC: Final = _events()
 TOPICS: Final[tuple[str, ...]] = tuple("0x" + t.hex() for t in _BY_TOPIC)
 """Topic 0 of every event the source reads, for ``eth_getLogs`` and ``eth_subscribe``."""
+CREATIONS: Final[tuple[str, ...]] = tuple(
+    "0x" + topic_of(abi[0]).hex() for abi in (V2_FACTORY, V3_FACTORY)
+)
+"""Topic 0 of the factories' ``PairCreated`` and ``PoolCreated``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +83,17 @@ def decode(log: Mapping[str, Any]) -> Decoded | None:
     topics = log["topics"]
     if not topics:
         return None
-    event = _BY_TOPIC.get(bytes(topics[0]))
-    if event is None:
+    found = _BY_TOPIC.get(bytes(topics[0]))
+    if found is None:
         return None
+    name, event = found
     try:
         data = event.process_log(log)
     except (MismatchedABI, LogTopicError, ValueError):
         return None  # same signature, other indexing (ERC-721 Transfer, say)
     args = {k: v.lower() if isinstance(v, str) else v for k, v in data["args"].items()}
     return Decoded(
-        name=data["event"],
+        name=name,
         address=str(log["address"]).lower(),
         args=args,
         block=int(log["blockNumber"]),
