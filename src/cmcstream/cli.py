@@ -425,13 +425,8 @@ def serve(
     """
     _setup_logging(log_level)
     source = _parse_source(options.pop("source"))
-    runner = _runner(
-        source,
-        options.pop("repeat"),
-        options.pop("upstream"),
-        options.pop("upstream_key"),
-        options.pop("linger"),
-    )
+    repeat, upstream = options.pop("repeat"), options.pop("upstream")
+    runner = _runner(source, repeat, upstream, options.pop("upstream_key"), options.pop("linger"))
     dex = _evm_source(
         source.name,
         options.pop("rpc"),
@@ -452,7 +447,8 @@ def serve(
         single.require("--bus joins processes through Redis")
     store = _open_store(config.store_location)
     try:
-        _run(_serve(config, store, single, dex, runner), loop_name, config.host, config.port)
+        about = _describe(source, config.speed, repeat, upstream) if runner is not None else None
+        _run(_serve(config, store, single, dex, runner, about), loop_name, config.host, config.port)
     finally:
         store.close()
 
@@ -515,6 +511,7 @@ async def _serve(
     cluster: _Cluster | None,
     dex: Callable[[], Any] | None = None,
     runner: Callable[[ServerConfig, Any], Any] | None = None,
+    about: str | None = None,
 ) -> None:
     from cmcstream.app import App  # the server's imports are only paid by `serve`
     from cmcstream.bus.memory import MemoryBus
@@ -547,15 +544,20 @@ async def _serve(
             click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
         else:
             click.echo(f"  {store.count()} keys in the store; see `cmcstream keys list`")
-        click.echo(
-            f"  market: {config.universe_size} assets, seed {config.seed},"
-            f" speed {config.speed:g}x (ready in {time.monotonic() - started:.1f} s)"
-        )
+        ready = f"ready in {time.monotonic() - started:.1f} s"
+        if about is not None:
+            click.echo(f"  source: {about} ({ready})")
+        else:
+            click.echo(
+                f"  market: {config.universe_size} assets, seed {config.seed},"
+                f" speed {config.speed:g}x ({ready})"
+            )
         if cluster is not None:
             click.echo(f"  bus: {cluster.url} (prefix {cluster.prefix})")
         loop = asyncio.get_running_loop()
         click.echo(f"  event loop: {type(loop).__module__.partition('.')[0]}")
-        click.echo(f"  on-chain engine: {engine_build()}")
+        if runner is None:
+            click.echo(f"  on-chain engine: {engine_build()}")
         click.echo("Press Ctrl-C to stop.")
 
     await _run_node(node, banner)
@@ -792,6 +794,12 @@ def _parse_source(value: str) -> _Source:
             raise click.UsageError(f"--source replay: no file at {path}")
         return _Source("replay", Path(path))
     raise click.UsageError(f"--source: expected sim, evm, replay:FILE or relay, not {value!r}")
+
+
+def _describe(source: _Source, speed: float, repeat: bool, upstream: str) -> str:
+    if source.name == "replay":
+        return f"replay of {source.path} at {speed:g}x" + (", repeated" if repeat else "")
+    return f"relay of {upstream}"
 
 
 def _runner(
