@@ -224,6 +224,14 @@ _evm_options = _options(
         show_default=True,
         help="relay: seconds a topic nobody watches stays subscribed upstream.",
     ),
+    click.option(
+        "--upstream-connections",
+        type=click.IntRange(min=1),
+        default=10,
+        show_default=True,
+        help="relay: connections the upstream key may hold; each holds the sub_limit its "
+        "acks announce.",
+    ),
 )
 
 
@@ -426,7 +434,14 @@ def serve(
     _setup_logging(log_level)
     source = _parse_source(options.pop("source"))
     repeat, upstream = options.pop("repeat"), options.pop("upstream")
-    runner = _runner(source, repeat, upstream, options.pop("upstream_key"), options.pop("linger"))
+    runner = _runner(
+        source,
+        repeat,
+        upstream,
+        options.pop("upstream_key"),
+        options.pop("linger"),
+        options.pop("upstream_connections"),
+    )
     dex = _evm_source(
         source.name,
         options.pop("rpc"),
@@ -803,7 +818,7 @@ def _describe(source: _Source, speed: float, repeat: bool, upstream: str) -> str
 
 
 def _runner(
-    source: _Source, repeat: bool, upstream: str, key: str | None, linger: float
+    source: _Source, repeat: bool, upstream: str, key: str | None, linger: float, connections: int
 ) -> Callable[[ServerConfig, Any], Any] | None:
     """What runs in place of the feed for a replay or a relay: built on the app's bus."""
     if source.name == "replay":
@@ -824,7 +839,9 @@ def _runner(
             from cmcstream.relay import Relay
 
             meter = make_meter(config.billing, config.credit_rate)
-            return Relay(bus, upstream, key, meter=meter, linger_s=linger)
+            return Relay(
+                bus, upstream, key, meter=meter, linger_s=linger, max_connections=connections
+            )
 
         return relay
     return None

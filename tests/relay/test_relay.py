@@ -173,6 +173,10 @@ async def test_an_upstream_restart_is_reconnected_and_locals_keep_their_connecti
                         push = await next_push(ws)  # the same local connection
                         assert push["params"] == {"crypto_ids": 1}
                         assert relay.health()["relay"]["reconnects"] == 1
+                        # The restored subscription is charged again, as the upstream did.
+                        assert relay.health()["relay"]["restored"] == 1
+                        assert second.health()["credits_charged"] == pytest.approx(0.1)
+                        assert relay.upstream_milli == 200
                         assert relay.health()["relay"]["state"] == "open"
     finally:
         store.close()

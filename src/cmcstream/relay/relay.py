@@ -101,6 +101,7 @@ class Relay:
         self._charged: Callable[[], int] | None = None
         self.failed: str | None = None
         self.subscribed = 0  # upstream subscriptions made (each one charged)
+        self.restored = 0  # made again by the client after a reconnect (charged again)
         self.unsubscribed = 0
         self.pushes = 0  # received from upstream
 
@@ -146,6 +147,7 @@ class Relay:
                 "pushes": self.pushes,
                 "published": self.publisher.published,
                 "subscribed": self.subscribed,
+                "restored": self.restored,
                 "unsubscribed": self.unsubscribed,
                 "reconnects": self.stream.stats()["reconnects"],
                 "credits": {
@@ -164,7 +166,7 @@ class Relay:
         """What the upstream charged the relay's key, by its billing model."""
         if self.meter.model is BillingModel.PER_MESSAGE:
             return self.meter.rate * self.pushes
-        return self.meter.for_subscriptions(self.subscribed)
+        return self.meter.for_subscriptions(self.subscribed + self.restored)
 
     @property
     def local_milli(self) -> int | None:
@@ -179,7 +181,7 @@ class Relay:
             "relay: upstream charged %g credits (%d subscriptions, %d pushes);"
             " local clients were charged %g; saved %.1f%%",
             upstream / MILLI,
-            self.subscribed,
+            self.subscribed + self.restored,
             self.pushes,
             local / MILLI,
             100 * saved(upstream, local),
@@ -288,20 +290,22 @@ class Relay:
 
     def _on_state(self, change: StateChange) -> None:
         if change.state is ConnectionState.OPEN and change.outage is not None:
-            # Restored after a reconnect: whatever the upstream refused to restore is not held.
-            restored = {
-                sub.topic
-                for entry in self.stream.subscriptions
-                if (sub := self._identity(entry)) is not None
-            }
-            lost = self._held - restored
+            # Restored after a reconnect, and charged again; what the upstream refused
+            # to restore is not held any more.
+            self.restored += len(self._topics(self.stream.subscriptions_of(change.link)))
+            lost = self._held - self._topics(self.stream.subscriptions)
             if lost:
                 self._held -= lost
                 self._dirty.set()
 
-    def _identity(self, entry: dict[str, Any]) -> Subscription | None:
-        params = dict(entry)
-        return self.registry.subscription_of_push(params.pop("channel"), params)
+    def _topics(self, entries: list[dict[str, Any]]) -> set[str]:
+        topics = set()
+        for entry in entries:
+            params = dict(entry)
+            sub = self.registry.subscription_of_push(params.pop("channel"), params)
+            if sub is not None:
+                topics.add(sub.topic)
+        return topics
 
     # -- pushes ------------------------------------------------------------------------------
 
