@@ -206,3 +206,23 @@ async def test_topics_beyond_upstream_room_wait_for_it() -> None:
             assert upstream.hub.topic_count == 100
             push = await next_push(more)
             assert push["params"] == {"crypto_ids": 1027}
+
+
+async def test_a_topic_dropped_while_its_upstream_subscribe_is_on_the_way_is_dropped_too(
+    upstream: RunningNode,
+) -> None:
+    async with relay_over(upstream) as local:
+        relay = local.feed
+        assert isinstance(relay, Relay)
+        async with dial(local.url, local.demo_key) as ws:
+            await subscribe(ws, [1])
+            unsub = {
+                "method": "unsubscribe",
+                "id": 2,
+                "channel": CHANNEL,
+                "params": {"crypto_ids": [1]},
+            }
+            assert (await request(ws, unsub))["sub_count"] == 0
+            await eventually(lambda: relay.subscribed == 1)
+            await eventually(lambda: upstream.hub.topic_count == 0)
+            assert relay.health()["relay"]["topics"] == 0

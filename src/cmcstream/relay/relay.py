@@ -229,13 +229,19 @@ class Relay:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            drop = [t for t in self._expired if t in self._held and t not in self._want]
-            self._expired.clear()
-            for channel, params, topics in requests(self._want_of(drop)):
-                await self._unsubscribe(channel, params, topics)
-            add = [t for t in self._want if t not in self._held]
-            for channel, params, topics in requests(self._want_of(add, wanted=True)):
-                await self._subscribe(channel, params, topics)
+            try:
+                await self._apply()
+            except Exception:  # the next change tries again
+                logger.exception("upstream subscriptions not brought in line")
+
+    async def _apply(self) -> None:
+        drop = [t for t in self._expired if t in self._held and t not in self._want]
+        self._expired.clear()
+        for channel, params, topics in requests(self._want_of(drop)):
+            await self._unsubscribe(channel, params, topics)
+        add = [t for t in self._want if t not in self._held]
+        for channel, params, topics in requests(self._want_of(add, wanted=True)):
+            await self._subscribe(channel, params, topics)
 
     def _want_of(self, topics: Iterable[str], *, wanted: bool = False) -> list[Subscription]:
         subs = (self._want.get(t) if wanted else self.registry.subscription_of(t) for t in topics)
@@ -261,9 +267,13 @@ class Relay:
             logger.warning("upstream subscribe of %s failed (%s); retrying", channel, exc)
             asyncio.get_running_loop().call_later(RETRY_S, self._dirty.set)
             return
+        loop = asyncio.get_running_loop()
         for topic in topics:
             self._waiting.discard(topic)
             self._held.add(topic)
+            if topic not in self._want and topic not in self._lingering:
+                # Unwatched while its subscribe was on the way: it lingers like any other.
+                self._lingering[topic] = loop.call_later(self.linger_s, self._expire, topic)
         self.subscribed += len(topics)
 
     def _wait(self, topics: list[str]) -> None:
