@@ -15,6 +15,7 @@ from cmcstream.clock import ManualClock
 from cmcstream.config import ServerConfig
 from cmcstream.feed.replay import Replay, read_recording
 from cmcstream.protocol.channels import ChannelRegistry
+from tests.conftest import load_example, spec_dir
 from tests.server.conftest import closed_with, dial, recv_json, request, welcomed
 
 CHANNEL = "market@crypto_latest_price"
@@ -198,3 +199,18 @@ async def test_the_gateway_keys_limits_and_credits_apply(many: Path) -> None:
         assert health["source"] == "replay"
         assert health["replayed"] == 20
         assert health["credits_charged"] == pytest.approx(0.2)  # 0.1 per subscription
+
+
+def test_every_channel_is_read_by_its_topic(tmp_path: Path) -> None:
+    names = sorted(p.name for p in (spec_dir() / "examples").glob("data_*.json"))
+    frames = [load_example(name) for name in names]
+    lines = [{"recv": T0 + n, "conn": 0, "frame": frame} for n, frame in enumerate(frames)]
+    path = tmp_path / "every.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    pushes = list(read_recording(path, ChannelRegistry()))
+    assert len(pushes) == len(frames)
+    assert {f["channel"] for f in frames} == {spec.name for spec in ChannelRegistry()}
+    for push, frame in zip(pushes, frames, strict=True):
+        values = "|".join(map(str, frame["params"].values()))
+        assert push.topic == f"{frame['channel']}|{values}"
+        assert json.loads(bytes(push.payload)) == frame["data"]
