@@ -184,3 +184,39 @@ def test_request_flood_quick_compares_two_servers(tmp_path: Path) -> None:
         assert row["value"] is not None
     assert "Target" in done.stdout
     assert "bystander ping p99 < 50 ms" in done.stdout
+
+
+# -- the relay's credits -------------------------------------------------------------------------
+
+RELAY = ROOT / "benchmarks" / "relay_credits.py"
+
+
+def test_relay_credits_quick_compares_upstream_with_local(tmp_path: Path) -> None:
+    """Every client ran, the upstream held one subscription per topic, both billing models
+    were reckoned alike by the relay and the upstream, and the relay saved credits."""
+    done = subprocess.run(
+        [sys.executable, str(RELAY), "--quick", "--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = list(tmp_path.glob("relay-credits-*.json"))
+    assert len(files) == 1, files
+    result: dict[str, Any] = json.loads(files[0].read_text())
+    assert result["mode"] == "quick"
+    assert [run["model"] for run in result["runs"]] == ["per_subscription", "per_message"]
+    for run in result["runs"]:
+        assert run["clients_failed"] == 0, run
+        assert run["upstream_topics"] == result["topics"], run
+        assert run["credits_upstream"] == run["credits_upstream_reckoned"], run
+        assert run["local_pushes_received"] > run["upstream_pushes"] > 0, run
+        assert 0 < run["credits_upstream"] < run["credits_local"], run
+    by_subscription = result["runs"][0]
+    assert by_subscription["credits_upstream"] == pytest.approx(result["topics"] * 0.1)
+    assert by_subscription["credits_local"] == pytest.approx(
+        by_subscription["local_subscriptions"] * 0.1
+    )
+    assert "saved" in done.stdout

@@ -18,6 +18,7 @@ from cmcstream.clock import Clock
 from cmcstream.config import ServerConfig
 from cmcstream.feed import Feed
 from cmcstream.feed.choices import LazyChoices
+from cmcstream.feed.runner import ChargeReport, FeedRunner
 from cmcstream.server.gateway import Gateway
 from cmcstream.server.store import Store
 
@@ -35,8 +36,8 @@ class App:
         store: the key store (needed with a gateway; the app does not close it).
         bus: defaults to a :class:`MemoryBus`, which only joins a feed and a
             gateway in this process.
-        feed: run the feed here; or the feed to run (built on ``bus``, say with
-            another on-chain source).
+        feed: run the simulated feed here; or what to run in its place, built on
+            ``bus``: a feed with another on-chain source, a replay, a relay.
         gateway: run the gateway here.
         clock: the feed's simulated time (see :class:`Feed`).
         wall: real time, for everything on the wire outside payloads.
@@ -49,7 +50,7 @@ class App:
         store: Store | None = None,
         *,
         bus: Bus | None = None,
-        feed: bool | Feed = True,
+        feed: bool | FeedRunner = True,
         gateway: bool = True,
         clock: Clock | None = None,
         wall: Clock | None = None,
@@ -59,20 +60,25 @@ class App:
             raise ValueError("an app runs a feed, a gateway or both")
         self.config = config
         self.bus: Bus = bus if bus is not None else MemoryBus()
-        if isinstance(feed, Feed):
-            self.feed: Feed | None = feed
+        if isinstance(feed, bool):
+            self.feed: FeedRunner | None = (
+                Feed(config, self.bus, clock=clock, wall=wall) if feed else None
+            )
         else:
-            self.feed = Feed(config, self.bus, clock=clock, wall=wall) if feed else None
+            self.feed = feed
         self.gateway: Gateway | None = None
         if gateway:
             if store is None:
                 raise ValueError("a gateway needs a key store")
             extra = self.feed.health if self.feed is not None else None
-            # Without the feed here, the gateway works out the same simulated world itself.
-            choices = self.feed.choices if self.feed is not None else LazyChoices(config)
+            # Without a feed of its own here (a cluster gateway, a replay, a relay), the
+            # playground offers the simulated world, which the gateway works out itself.
+            choices = self.feed.choices if isinstance(self.feed, Feed) else LazyChoices(config)
             self.gateway = Gateway(
                 config, store, self.bus, wall=wall, health=extra, leases=leases, choices=choices
             )
+            if isinstance(self.feed, ChargeReport):
+                self.feed.compare_with(lambda: self._gateway().ledger.charged)
         self._gc: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -117,7 +123,7 @@ class App:
             raise RuntimeError("this app runs no gateway")
         return self.gateway
 
-    def _feed(self) -> Feed:
+    def _feed(self) -> FeedRunner:
         if self.feed is None:
             raise RuntimeError("this app runs no feed")
         return self.feed

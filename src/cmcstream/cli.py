@@ -21,7 +21,7 @@ import click
 
 from cmcstream.config import DEFAULT_LEASE_TTL_S, ServerConfig, WriterPolicy
 from cmcstream.engine import build as engine_build
-from cmcstream.protocol.billing import BillingModel, format_credits
+from cmcstream.protocol.billing import BillingModel, format_credits, make_meter
 from cmcstream.protocol.plans import DEFAULT_PLAN, PLANS
 from cmcstream.protocol.session import Counting
 from cmcstream.server.store import (
@@ -81,6 +81,7 @@ def main() -> None:
 # -- serve, feed and gateway ---------------------------------------------------------------------
 
 DEFAULT_BUS = "redis://127.0.0.1:6379/0"
+DEFAULT_UPSTREAM = "wss://pro-stream.coinmarketcap.com/v1"
 
 _Decorator = Callable[[Callable[..., None]], Callable[..., None]]
 
@@ -189,10 +190,13 @@ _process_options = _options(
 _evm_options = _options(
     click.option(
         "--source",
-        type=click.Choice(["sim", "evm"]),
         default="sim",
         show_default=True,
-        help="On-chain data: the DEX simulator, or an EVM chain over JSON-RPC (--rpc).",
+        metavar="sim|evm|replay:FILE|relay",
+        help="Where pushes come from. sim: the simulators; evm: on-chain data from an EVM "
+        "chain over JSON-RPC (--rpc); replay:FILE: every channel from a `cmcstream record` "
+        "file, paced by --speed; relay: every channel from --upstream, one upstream "
+        "subscription per topic local clients watch.",
     ),
     click.option(
         "--rpc",
@@ -210,6 +214,34 @@ _evm_options = _options(
         help="Back-fill from this block on every chain (default: each one's head).",
     ),
     click.option("--confirmations", default=0, show_default=True, help="Blocks on top."),
+    click.option("--repeat", is_flag=True, help="replay: start over at the end of the file."),
+    click.option(
+        "--upstream",
+        default=DEFAULT_UPSTREAM,
+        show_default=True,
+        help="relay: the upstream endpoint.",
+    ),
+    click.option(
+        "--upstream-key",
+        default=None,
+        envvar="CMC_PRO_API_KEY",
+        help="relay: the upstream API key. Env: CMC_PRO_API_KEY.",
+    ),
+    click.option(
+        "--linger",
+        type=click.FloatRange(min=0),
+        default=5.0,
+        show_default=True,
+        help="relay: seconds a topic nobody watches stays subscribed upstream.",
+    ),
+    click.option(
+        "--upstream-connections",
+        type=click.IntRange(min=1),
+        default=10,
+        show_default=True,
+        help="relay: connections the upstream key may hold; each holds the sub_limit its "
+        "acks announce.",
+    ),
 )
 
 
@@ -410,8 +442,18 @@ def serve(
     (`cmcstream gateway`) can join.
     """
     _setup_logging(log_level)
+    source = _parse_source(options.pop("source"))
+    repeat, upstream = options.pop("repeat"), options.pop("upstream")
+    runner = _runner(
+        source,
+        repeat,
+        upstream,
+        options.pop("upstream_key"),
+        options.pop("linger"),
+        options.pop("upstream_connections"),
+    )
     dex = _evm_source(
-        options.pop("source"),
+        source.name,
         options.pop("rpc"),
         options.pop("platform_id"),
         options.pop("from_block"),
@@ -419,8 +461,8 @@ def serve(
     )
     config = _config(options)
     if workers > 1:
-        if dex is not None:
-            raise click.UsageError("--source evm runs in one process (no --workers)")
+        if source.name != "sim":
+            raise click.UsageError(f"--source {source.name} runs in one process (no --workers)")
         cluster = _Cluster(bus or DEFAULT_BUS, bus_prefix, lease_ttl)
         _serve_workers(config, workers, cluster, loop_name, log_level)
         return
@@ -430,7 +472,8 @@ def serve(
         single.require("--bus joins processes through Redis")
     store = _open_store(config.store_location)
     try:
-        _run(_serve(config, store, single, dex), loop_name, config.host, config.port)
+        about = _describe(source, config.speed, repeat, upstream) if runner is not None else None
+        _run(_serve(config, store, single, dex, runner, about), loop_name, config.host, config.port)
     finally:
         store.close()
 
@@ -492,6 +535,8 @@ async def _serve(
     store: Store,
     cluster: _Cluster | None,
     dex: Callable[[], Any] | None = None,
+    runner: Callable[[ServerConfig, Any], Any] | None = None,
+    about: str | None = None,
 ) -> None:
     from cmcstream.app import App  # the server's imports are only paid by `serve`
     from cmcstream.bus.memory import MemoryBus
@@ -504,7 +549,11 @@ async def _serve(
     if cluster is not None:
         leases = cluster.leases()
         bus = cluster.bus(leases.gateway_id)
-    if dex is None:
+    if runner is not None:
+        # A replay or a relay in place of the feed, on the app's bus.
+        bus = bus if bus is not None else MemoryBus()
+        node = App(config, store, bus=bus, feed=runner(config, bus), leases=leases)
+    elif dex is None:
         node = App(config, store, bus=bus, leases=leases)
     else:
         # Another on-chain source: the feed is built here, on the app's bus.
@@ -521,15 +570,20 @@ async def _serve(
             click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
         else:
             click.echo(f"  {store.count()} keys in the store; see `cmcstream keys list`")
-        click.echo(
-            f"  market: {config.universe_size} assets, seed {config.seed},"
-            f" speed {config.speed:g}x (ready in {time.monotonic() - started:.1f} s)"
-        )
+        ready = f"ready in {time.monotonic() - started:.1f} s"
+        if about is not None:
+            click.echo(f"  source: {about} ({ready})")
+        else:
+            click.echo(
+                f"  market: {config.universe_size} assets, seed {config.seed},"
+                f" speed {config.speed:g}x ({ready})"
+            )
         if cluster is not None:
             click.echo(f"  bus: {cluster.url} (prefix {cluster.prefix})")
         loop = asyncio.get_running_loop()
         click.echo(f"  event loop: {type(loop).__module__.partition('.')[0]}")
-        click.echo(f"  on-chain engine: {engine_build()}")
+        if runner is None:
+            click.echo(f"  on-chain engine: {engine_build()}")
         click.echo("Press Ctrl-C to stop.")
 
     await _run_node(node, banner)
@@ -745,6 +799,66 @@ async def _gateway(config: ServerConfig, store: Store, cluster: _Cluster) -> Non
         click.echo("stopped.")
 
 
+# -- where pushes come from ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    name: str  # sim, evm, replay or relay
+    path: Path | None = None  # the recording of a replay
+
+
+def _parse_source(value: str) -> _Source:
+    """``--source``: sim and evm feed the simulated market; replay and relay feed every
+    channel, so they stand alone."""
+    if value in ("sim", "evm", "relay"):
+        return _Source(value)
+    name, colon, path = value.partition(":")
+    if name == "replay":
+        if not colon or not path:
+            raise click.UsageError("--source replay needs a file: --source replay:FILE.jsonl")
+        if not Path(path).is_file():
+            raise click.UsageError(f"--source replay: no file at {path}")
+        return _Source("replay", Path(path))
+    raise click.UsageError(f"--source: expected sim, evm, replay:FILE or relay, not {value!r}")
+
+
+def _describe(source: _Source, speed: float, repeat: bool, upstream: str) -> str:
+    if source.name == "replay":
+        return f"replay of {source.path} at {speed:g}x" + (", repeated" if repeat else "")
+    return f"relay of {upstream}"
+
+
+def _runner(
+    source: _Source, repeat: bool, upstream: str, key: str | None, linger: float, connections: int
+) -> Callable[[ServerConfig, Any], Any] | None:
+    """What runs in place of the feed for a replay or a relay: built on the app's bus."""
+    if source.name == "replay":
+        path = source.path
+        assert path is not None
+
+        def replay(config: ServerConfig, bus: Any) -> Any:
+            from cmcstream.feed.replay import Replay
+
+            return Replay(path, bus, speed=config.speed, loop=repeat)
+
+        return replay
+    if source.name == "relay":
+        if not key:
+            raise click.UsageError("--source relay needs --upstream-key (or CMC_PRO_API_KEY)")
+
+        def relay(config: ServerConfig, bus: Any) -> Any:
+            from cmcstream.relay import Relay
+
+            meter = make_meter(config.billing, config.credit_rate)
+            return Relay(
+                bus, upstream, key, meter=meter, linger_s=linger, max_connections=connections
+            )
+
+        return relay
+    return None
+
+
 # -- an EVM chain as the on-chain source ----------------------------------------------------------
 
 
@@ -772,7 +886,7 @@ def _evm_source(
     from_block: int | None,
     confirmations: int,
 ) -> Callable[[], Any] | None:
-    if source == "sim":
+    if source != "evm":
         return None
     if not rpcs:
         raise click.UsageError("--source evm needs --rpc ws://HOST:PORT")

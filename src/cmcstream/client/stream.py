@@ -426,6 +426,10 @@ class Stream:
         """Every active subscription: ``channel`` and the params of one identity."""
         return [{"channel": item.channel, **item.params()} for item in self._where]
 
+    def subscriptions_of(self, link: int) -> list[dict[str, Any]]:
+        """The active subscriptions of one connection (the ``link`` of a :class:`StateChange`)."""
+        return [{"channel": item.channel, **item.params()} for item in self._links[link].items]
+
     def stats(self) -> dict[str, Any]:
         """Counters: pushes received, duplicates dropped, pushes dropped by the buffer
         policy (per channel), unreadable frames, reconnects, buffer depth and high water."""

@@ -289,6 +289,22 @@ class ChannelRegistry:
         sub = self._interned[topic] = Subscription(topic, name, params)
         return sub
 
+    def subscription_of_push(self, channel: str, params: Mapping[str, Any]) -> Subscription | None:
+        """The identity a push belongs to, from its ``channel`` and ``params``.
+
+        Returns None when they do not name one identity of a known channel.
+        """
+        spec = self._channels.get(channel)
+        if spec is None or len(params) != len(spec.params):
+            return None
+        values: list[int | str] = []
+        for param in spec.params:
+            value = params.get(param.name)
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                return None
+            values.append(value)
+        return self.subscription_of(make_topic(channel, *values))
+
     def select(self, spec: ChannelSpec, params: Mapping[str, Any]) -> Selection:
         """Validate request params into the :class:`Selection` of identities they name.
 

@@ -22,7 +22,7 @@ from cmcstream.bus.base import Bus
 from cmcstream.clock import Clock, SystemClock
 from cmcstream.config import ServerConfig
 from cmcstream.protocol import codec
-from cmcstream.protocol.billing import BillingModel, make_meter
+from cmcstream.protocol.billing import MILLI, BillingModel, make_meter
 from cmcstream.protocol.channels import ChannelRegistry
 from cmcstream.protocol.codes import CLOSE_CODES, CloseCode, ErrorCode
 from cmcstream.protocol.messages import Welcome
@@ -209,6 +209,7 @@ class Gateway:
                 for conn in group
             ),
             "slow_closed": self.slow_closed,
+            "credits_charged": self.ledger.charged / MILLI,
         }
         if self._extra_health is not None:
             status.update(self._extra_health())

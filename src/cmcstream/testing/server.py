@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from cmcstream.app import App
+from cmcstream.bus.base import Bus
 from cmcstream.bus.memory import MemoryBus
 from cmcstream.config import ServerConfig
 from cmcstream.engine.events import DexEvent
 from cmcstream.feed import Feed
+from cmcstream.feed.runner import FeedRunner
 from cmcstream.server.gateway import Gateway
 from cmcstream.server.keystore import KeyStore
 from cmcstream.server.store import Store
@@ -52,6 +54,7 @@ async def running_server(
     *,
     store: Store | None = None,
     dex: Source[DexEvent] | None = None,
+    feed: Callable[[ServerConfig, Bus], FeedRunner] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[RunningNode]:
     """Start a server on ``127.0.0.1:0``; shut it down gracefully on exit.
@@ -61,6 +64,7 @@ async def running_server(
             no DEX warm-up).
         store: a key store; defaults to a fresh in-memory one.
         dex: an on-chain source in place of the DEX simulator (a chain).
+        feed: builds what runs in place of the feed (a replay, a relay) on the node's bus.
         overrides: :class:`ServerConfig` fields to replace (``port`` included;
             the host is always 127.0.0.1).
     """
@@ -70,7 +74,10 @@ async def running_server(
     config = dataclasses.replace(base, **{"host": "127.0.0.1", "port": 0, **overrides})
     own_store = store is None
     store = store if store is not None else KeyStore(":memory:")
-    if dex is None:
+    if feed is not None:
+        bus = MemoryBus()
+        node = RunningNode(config, store, bus=bus, feed=feed(config, bus))
+    elif dex is None:
         node = RunningNode(config, store)
     else:
         bus = MemoryBus()
