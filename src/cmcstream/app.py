@@ -67,7 +67,10 @@ class App:
             if store is None:
                 raise ValueError("a gateway needs a key store")
             extra = self.feed.health if self.feed is not None else None
-            self.gateway = Gateway(config, store, self.bus, wall=wall, health=extra, leases=leases)
+            lag = self.feed.lag if self.feed is not None else None
+            self.gateway = Gateway(
+                config, store, self.bus, wall=wall, health=extra, feed_lag=lag, leases=leases
+            )
         self._gc: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

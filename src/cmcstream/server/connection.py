@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Coroutine
 from typing import Any, Protocol
@@ -14,7 +15,7 @@ from cmcstream.clock import Clock
 from cmcstream.config import ServerConfig
 from cmcstream.protocol import codec
 from cmcstream.protocol.codes import CLOSE_CODES, CloseCode, ErrorCode
-from cmcstream.protocol.messages import ServerMessage
+from cmcstream.protocol.messages import Error, ServerMessage
 from cmcstream.protocol.session import Reply, Session, Subscribe, Unsubscribe, error_message
 from cmcstream.server.frames import text_frame
 from cmcstream.server.hub import Hub
@@ -35,6 +36,7 @@ class Host(Protocol):
     scheduler: FlushScheduler
     wall: Clock
     slow_closed: int
+    errors: collections.Counter[str]
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
 
@@ -69,12 +71,15 @@ class Connection:
         )
         self.billed_messages = 0
         self.closing = False
+        self.close_code: CloseCode | None = None  # when the server closed it
 
     @property
     def key(self) -> str:
         return self.record.key
 
     def send(self, message: ServerMessage) -> None:
+        if isinstance(message, Error):
+            self.host.errors[message.status.error_code] += 1
         self.outbox.send(text_frame(codec.encode(message)))
 
     async def run(self) -> None:
@@ -122,6 +127,7 @@ class Connection:
         if self.closing:
             return
         self.closing = True
+        self.close_code = code
         if error is not None:
             self.send(error_message(error, self.host.wall.now_ms()))
         self.host.hub.remove(self.outbox, list(self.session.subscriptions))

@@ -1,4 +1,4 @@
-"""Plain HTTP on the WebSocket port: ``/health``, and 404 for every path but ``/v1``.
+"""Plain HTTP on the WebSocket port: ``/health``, ``/metrics``, and 404 for every path but ``/v1``.
 
 PROTOCOL.md §1 and Q14: the protocol is served on ``/v1`` only; other paths
 are answered before any upgrade.
@@ -19,6 +19,7 @@ from websockets.http11 import Request, Response
 __all__ = ["PATH", "make_process_request"]
 
 PATH = "/v1"
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
@@ -34,11 +35,13 @@ def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Respon
 
 def make_process_request(
     health: Callable[[], dict[str, Any]],
+    metrics: Callable[[], bytes] | None = None,
 ) -> Callable[[ServerConnection, Request], Response | None]:
     """A websockets ``process_request`` hook that routes plain HTTP requests.
 
     Args:
         health: returns the JSON body of ``GET /health``.
+        metrics: returns the Prometheus text of ``GET /metrics``.
     """
 
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
@@ -48,6 +51,8 @@ def make_process_request(
         if path == "/health":
             body = msgspec.json.encode(health())
             return _response(http.HTTPStatus.OK, body, "application/json")
+        if path == "/metrics" and metrics is not None:
+            return _response(http.HTTPStatus.OK, metrics(), METRICS_CONTENT_TYPE)
         return _response(http.HTTPStatus.NOT_FOUND, b"Not Found\n", "text/plain; charset=utf-8")
 
     return process_request
