@@ -21,6 +21,7 @@ from cmcstream.server.gateway import Gateway
 from cmcstream.server.store import Store
 
 if TYPE_CHECKING:
+    from cmcstream.server.admin import AdminServer
     from cmcstream.server.leases import Leases
 
 __all__ = ["App"]
@@ -72,6 +73,7 @@ class App:
                 config, store, self.bus, wall=wall, health=extra, feed_lag=lag, leases=leases
             )
         self._gc: asyncio.Task[None] | None = None
+        self.admin: AdminServer | None = None
 
     async def start(self) -> None:
         """Connect the bus, build the feed's history, then start listening."""
@@ -80,6 +82,19 @@ class App:
             await self.feed.start()
         if self.gateway is not None:
             await self.gateway.start()
+            config = self.config
+            if config.admin_port is not None and config.admin_token:
+                from cmcstream.server.admin import AdminServer  # the `admin` extra
+
+                admin = AdminServer(
+                    self.gateway.store, config.admin_token, config.admin_host, config.admin_port
+                )
+                try:
+                    await admin.start()
+                except BaseException:
+                    await self.shutdown()  # a port in use: nothing stays listening
+                    raise
+                self.admin = admin
         if self.config.tune_gc:
             # Once the long-lived start-up state (history, the DEX world) is built.
             self._gc = asyncio.get_running_loop().create_task(self._collect(heap.settle()))
@@ -90,6 +105,8 @@ class App:
             self._gc.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._gc
+        if self.admin is not None:
+            await self.admin.aclose()
         if self.feed is not None:
             await self.feed.stop()
         if self.gateway is not None:

@@ -47,7 +47,9 @@ async def test_a_scrape_shows_connections_pushes_errors_and_closes(node: Running
         error_code = bad["status"]["error_code"]
         ctype, families = await asyncio.to_thread(scrape, node.port)
         assert ctype.startswith("text/plain; version=0.0.4")
-        assert value(families["cmcstream_connections"], "cmcstream_connections", plan="startup") == 1
+        assert (
+            value(families["cmcstream_connections"], "cmcstream_connections", plan="startup") == 1
+        )
         assert value(families["cmcstream_connections"], "cmcstream_connections", plan="enterprise")
         subs = families["cmcstream_subscriptions"]
         assert value(subs, "cmcstream_subscriptions", channel=MARKET) == 1

@@ -100,9 +100,11 @@ class Gateway:
         self.closes: collections.Counter[int] = collections.Counter()
         self._gone = _Sent()
         self.latency = PushLatency(self.wall)
-        self.hub.on_sample = self.latency.mark
         self._feed_lag = feed_lag
-        self._metrics = metrics_endpoint(GatewayCollector(self.snapshot, self.latency))
+        self._metrics: Callable[[], bytes] | None = None
+        if config.metrics:
+            self.hub.on_sample = self.latency.mark
+            self._metrics = metrics_endpoint(GatewayCollector(self.snapshot, self.latency))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
         self._loops: list[asyncio.Task[None]] = []
@@ -120,7 +122,8 @@ class Gateway:
         self.scheduler = FlushScheduler(loop)
         self.hub.on_fanout = self.scheduler.fanout
         self.hub.on_batch_end = self.scheduler.flush
-        self.scheduler.after_fanout = self.latency.settle
+        if self.config.metrics:
+            self.scheduler.after_fanout = self.latency.settle
         config = self.config
         tls = None
         if config.tls_cert is not None and config.tls_key is not None:
