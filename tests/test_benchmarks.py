@@ -7,6 +7,7 @@ figure is compared with a target here: this machine's timings are not the test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -184,3 +185,19 @@ def test_request_flood_quick_compares_two_servers(tmp_path: Path) -> None:
         assert row["value"] is not None
     assert "Target" in done.stdout
     assert "bystander ping p99 < 50 ms" in done.stdout
+
+
+def test_the_fanout_suite_can_start_cmcstream_without_metrics(tmp_path: Path) -> None:
+    # `run.py --set metrics=0` is how the metrics' overhead is measured: same run, off and on.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from fanout.servers import Launch, _cmcstream_argv
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    db, frames = tmp_path / "keys.db", tmp_path / "frames"
+    for slow_timeout_s in (None, 1.0):  # `serve`, and the benchmark's own launcher
+        launch = Launch(1.0, 0, 0, 600, db, frames, slow_timeout_s=slow_timeout_s)
+        on, _ = _cmcstream_argv(launch)
+        off, _ = _cmcstream_argv(dataclasses.replace(launch, metrics=False))
+        assert "--no-metrics" not in on
+        assert sorted(off) == sorted([*on, "--no-metrics"])
