@@ -201,3 +201,23 @@ def test_the_fanout_suite_can_start_cmcstream_without_metrics(tmp_path: Path) ->
         off, _ = _cmcstream_argv(dataclasses.replace(launch, metrics=False))
         assert "--no-metrics" not in on
         assert sorted(off) == sorted([*on, "--no-metrics"])
+
+
+def test_metrics_overhead_quick(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "benchmarks" / "metrics_overhead.py"), "--quick"),
+            *("--out-dir", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "metrics overhead:" in done.stdout
+    (file,) = tmp_path.glob("metrics-overhead-*.json")
+    result = json.loads(file.read_text())
+    assert len(result["ns_per_push"]["on"]) == len(result["ns_per_push"]["off"]) == 2
+    assert all(ns > 0 for ns in result["ns_per_push"]["on"] + result["ns_per_push"]["off"])
