@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.error
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from cmcstream.clock import ManualClock
 from cmcstream.server.metrics import LATENCY_BUCKETS, PushLatency
-from cmcstream.testing.server import RunningNode
+from cmcstream.testing.server import RunningNode, running_server
 from tests.server.conftest import closed_with, dial, recv_json, request, welcomed
 
 MARKET = "market@crypto_latest_price"
@@ -97,3 +99,13 @@ async def test_fanned_out_frames_are_sampled_for_latency(node: RunningNode) -> N
     histogram = families["cmcstream_push_latency_seconds"]
     assert value(histogram, "cmcstream_push_latency_seconds_count") >= 1
     assert value(histogram, "cmcstream_push_latency_seconds_bucket", le="+Inf") >= 1
+
+
+async def test_without_metrics_the_path_is_404_and_nothing_is_sampled() -> None:
+    async with running_server(speed=100, metrics=False) as node:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            await asyncio.to_thread(scrape, node.port)
+        assert info.value.code == 404
+        info.value.close()
+        assert node.hub.on_sample is None
+        assert node.scheduler.after_fanout is None
