@@ -473,8 +473,8 @@ def serve(
             raise click.UsageError("--source evm runs in one process (no --workers)")
         if config.admin_port is not None:
             raise click.UsageError(
-                "--admin-port runs in one process (no --workers); any process's admin API"
-                " manages the shared key store"
+                "--admin-port needs a single process (no --workers); with several, manage"
+                " the shared key store with `cmcstream keys --db`"
             )
         cluster = _Cluster(bus or DEFAULT_BUS, bus_prefix, lease_ttl)
         _serve_workers(config, workers, cluster, loop_name, [*log_args, "--log-level", log_level])
