@@ -20,6 +20,7 @@ from cmcstream.protocol.session import Reply, Session, Subscribe, Unsubscribe, e
 from cmcstream.server.frames import text_frame
 from cmcstream.server.hub import Hub
 from cmcstream.server.keystore import KeyRecord
+from cmcstream.server.store import key_id
 from cmcstream.server.transport import ActivityConnection
 from cmcstream.server.writer import FlushScheduler, Outbox, PushMeter
 
@@ -142,13 +143,13 @@ class Connection:
 
     def _abort_if_open(self) -> None:
         if self.ws.state is not State.CLOSED and self.ws.transport is not None:
-            logger.info("dropping connection of key %s… that did not close", self.key[:8])
+            logger.info("dropping connection of key %s that did not close", key_id(self.key))
             self.ws.transport.abort()
 
     def _on_slow(self, outbox: Outbox) -> None:
         self.host.hub.resink(outbox, self.session.subscriptions)
 
     def _on_overflow(self, outbox: Outbox) -> None:
-        logger.info("closing slow connection of key %s…", self.key[:8])
+        logger.info("closing slow connection of key %s", key_id(self.key))
         self.host.slow_closed += 1
         self.close(CloseCode.SEND_FAILURE)
