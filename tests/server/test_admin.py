@@ -114,9 +114,13 @@ async def test_a_missing_or_wrong_token_is_401(node: RunningNode) -> None:
 
 
 def test_the_admin_api_needs_a_token() -> None:
-    result = CliRunner().invoke(main, ["serve", "--admin-port", "0", "--port", "0"], env={})
+    result = CliRunner().invoke(
+        main, ["serve", "--admin-port", "0", "--port", "0"], env={"CMCSTREAM_ADMIN_TOKEN": ""}
+    )
     assert result.exit_code == 2
     assert "needs a token" in result.output
-    result = CliRunner().invoke(main, ["keys", "list", "--server", "http://127.0.0.1:9"], env={})
+    result = CliRunner().invoke(
+        main, ["keys", "list", "--server", "http://127.0.0.1:9"], env={"CMCSTREAM_ADMIN_TOKEN": ""}
+    )
     assert result.exit_code == 2
     assert "--admin-token" in result.output
