@@ -41,6 +41,10 @@ class JsonFormatter(logging.Formatter):
         return _encoder.encode(document).decode()
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler :func:`setup_logging` installs."""
+
+
 def _iso_utc(created: float) -> str:
     seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
@@ -55,9 +59,10 @@ def setup_logging(level: str, *, json: bool = False, connections: bool = True) -
         json: one JSON object a line instead of text.
         connections: log one line per connection opened, refused and closed.
     """
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replaces its own handler of an earlier call, and only that.
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _Handler)] + [handler]
     root.setLevel(level.upper())
     logging.getLogger(CONNECTIONS).setLevel(logging.INFO if connections else logging.WARNING)
