@@ -7,6 +7,7 @@ figure is compared with a target here: this machine's timings are not the test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -220,3 +221,39 @@ def test_relay_credits_quick_compares_upstream_with_local(tmp_path: Path) -> Non
         by_subscription["local_subscriptions"] * 0.1
     )
     assert "saved" in done.stdout
+
+
+def test_the_fanout_suite_can_start_cmcstream_without_metrics(tmp_path: Path) -> None:
+    # `run.py --set metrics=0` is how the metrics' overhead is measured: same run, off and on.
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from fanout.servers import Launch, _cmcstream_argv
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    db, frames = tmp_path / "keys.db", tmp_path / "frames"
+    for slow_timeout_s in (None, 1.0):  # `serve`, and the benchmark's own launcher
+        launch = Launch(1.0, 0, 0, 600, db, frames, slow_timeout_s=slow_timeout_s)
+        on, _ = _cmcstream_argv(launch)
+        off, _ = _cmcstream_argv(dataclasses.replace(launch, metrics=False))
+        assert "--no-metrics" not in on
+        assert sorted(off) == sorted([*on, "--no-metrics"])
+
+
+def test_metrics_overhead_quick(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "benchmarks" / "metrics_overhead.py"), "--quick"),
+            *("--out-dir", str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "metrics overhead:" in done.stdout
+    (file,) = tmp_path.glob("metrics-overhead-*.json")
+    result = json.loads(file.read_text())
+    assert len(result["ns_per_push"]["on"]) == len(result["ns_per_push"]["off"]) == 2
+    assert all(ns > 0 for ns in result["ns_per_push"]["on"] + result["ns_per_push"]["off"])

@@ -1,6 +1,7 @@
 """`pip install cmcstream` without extras: the commands load, and need no optional package.
 
-Redis, PostgreSQL and the chain tools are extras (`redis`, `postgres`, `evm`); the test
+Redis, PostgreSQL, the chain tools and the admin API are extras (`redis`, `postgres`, `evm`,
+`admin`); the test
 environment has them all, so this hides them from a fresh interpreter instead.
 """
 
@@ -13,7 +14,8 @@ HIDE_EXTRAS = """
 import importlib.abc, sys
 class Hide(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"redis", "psycopg", "psycopg_pool", "web3", "eth_abi"}:
+        if name.split(".")[0] in {"redis", "psycopg", "psycopg_pool", "web3", "eth_abi",
+                                   "fastapi", "starlette", "uvicorn", "httpx", "pydantic"}:
             raise ModuleNotFoundError(f"No module named {name!r}")
         return None
 sys.meta_path.insert(0, Hide())

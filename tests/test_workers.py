@@ -162,7 +162,7 @@ def test_children_get_the_settings_serve_was_given(tmp_path: Path) -> None:
         *("--seed", "7", "--speed", "12.5", "--start", "2026-05-13T00:00:00Z"),
         *("--universe-size", "321", "--dex-activity", "0.25", "--ping-interval-ms", "777"),
         *("--idle-timeout", "12.5", "--max-frame-bytes", "4096", "--counting", "per_request"),
-        *("--billing", "per_message", "--slow-timeout", "3.5"),
+        *("--billing", "per_message", "--slow-timeout", "3.5", "--no-metrics"),
     ]
     given = _config(serve.make_context("serve", argv).params)
     assert given != ServerConfig(tune_gc=True)

@@ -38,6 +38,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dex-activity", type=float, default=1.0)
     parser.add_argument("--slow-timeout", type=float, default=WriterPolicy().slow_timeout_s)
     parser.add_argument("--bus", default="memory", help="memory (the default) or redis://…")
+    parser.add_argument("--no-metrics", dest="metrics", action="store_false")
     return parser.parse_args()
 
 
@@ -52,6 +53,7 @@ async def serve(args: argparse.Namespace) -> None:
         idle_timeout_s=args.idle_timeout,
         dex_activity=args.dex_activity,
         writer=WriterPolicy(slow_timeout_s=args.slow_timeout),
+        metrics=args.metrics,
     )
     store = KeyStore(config.store_location)
     feed: App | None = None

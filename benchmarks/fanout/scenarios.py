@@ -84,6 +84,8 @@ class Settings:
     run_timeout_s: float = 240.0
     noisy_above_pct: float = 25.0
     retry_noisy: int = 0
+    # 1 serves GET /metrics and samples push latency for it; 0 compares without.
+    metrics: int = 1
 
     @classmethod
     def quick_mode(cls, **overrides: Any) -> Settings:
@@ -149,6 +151,7 @@ class Context:
             universe_size=self.settings.universe_size,
             db=self.fresh_db(),
             frames=self.frames_path,
+            metrics=bool(self.settings.metrics),
             **extra,
         )
 

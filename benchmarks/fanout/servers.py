@@ -61,6 +61,7 @@ class Launch:
     dex_activity: float | None = None
     slow_timeout_s: float | None = None
     bus: str | None = None  # a redis:// URL: the feed reaches the gateway through Redis
+    metrics: bool = True  # cmcstream's GET /metrics and its push-latency sampling
 
 
 @dataclass
@@ -106,6 +107,8 @@ def _cmcstream_argv(launch: Launch) -> tuple[list[str], bool]:
         "--idle-timeout",
         "600",
     ]
+    if not launch.metrics:
+        common.append("--no-metrics")
     if launch.dex_activity is None and launch.slow_timeout_s is None and launch.bus is None:
         return [sys.executable, "-m", "cmcstream", "serve", *common], False
     extra: list[str] = []

@@ -23,6 +23,7 @@ from cmcstream.server.gateway import Gateway
 from cmcstream.server.store import Store
 
 if TYPE_CHECKING:
+    from cmcstream.server.admin import AdminServer
     from cmcstream.server.leases import Leases
 
 __all__ = ["App"]
@@ -74,12 +75,21 @@ class App:
             # Without a feed of its own here (a cluster gateway, a replay, a relay), the
             # playground offers the simulated world, which the gateway works out itself.
             choices = self.feed.choices if isinstance(self.feed, Feed) else LazyChoices(config)
+            lag = self.feed.lag if isinstance(self.feed, Feed) else None
             self.gateway = Gateway(
-                config, store, self.bus, wall=wall, health=extra, leases=leases, choices=choices
+                config,
+                store,
+                self.bus,
+                wall=wall,
+                health=extra,
+                feed_lag=lag,
+                leases=leases,
+                choices=choices,
             )
             if isinstance(self.feed, ChargeReport):
                 self.feed.compare_with(lambda: self._gateway().ledger.charged)
         self._gc: asyncio.Task[None] | None = None
+        self.admin: AdminServer | None = None
 
     async def start(self) -> None:
         """Connect the bus, build the feed's history, then start listening."""
@@ -88,6 +98,19 @@ class App:
             await self.feed.start()
         if self.gateway is not None:
             await self.gateway.start()
+            config = self.config
+            if config.admin_port is not None and config.admin_token:
+                from cmcstream.server.admin import AdminServer  # the `admin` extra
+
+                admin = AdminServer(
+                    self.gateway.store, config.admin_token, config.admin_host, config.admin_port
+                )
+                try:
+                    await admin.start()
+                except BaseException:
+                    await self.shutdown()  # a port in use: nothing stays listening
+                    raise
+                self.admin = admin
         if self.config.tune_gc:
             # Once the long-lived start-up state (history, the DEX world) is built.
             self._gc = asyncio.get_running_loop().create_task(self._collect(heap.settle()))
@@ -98,6 +121,8 @@ class App:
             self._gc.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._gc
+        if self.admin is not None:
+            await self.admin.aclose()
         if self.feed is not None:
             await self.feed.stop()
         if self.gateway is not None:

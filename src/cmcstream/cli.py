@@ -7,11 +7,10 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
-import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +34,7 @@ from cmcstream.server.stores import open_store
 from cmcstream.version import __version__
 
 if TYPE_CHECKING:
+    from cmcstream.admin_client import AdminClient
     from cmcstream.app import App
     from cmcstream.bus.base import Bus
     from cmcstream.console.subscriptions import Sub
@@ -156,6 +156,12 @@ _gateway_options = _options(
         help="Seconds a reader may stay behind before it is closed with 1011.",
     ),
     click.option(
+        "--metrics/--no-metrics",
+        default=True,
+        show_default=True,
+        help="Serve GET /metrics (Prometheus) on the WebSocket port.",
+    ),
+    click.option(
         "--tls-cert",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         default=None,
@@ -183,6 +189,36 @@ _process_options = _options(
         type=click.Choice(["debug", "info", "warning", "error"]),
         default="warning",
         show_default=True,
+    ),
+    click.option("--log-json", is_flag=True, help="Log one JSON object a line."),
+    click.option(
+        "--connection-log/--no-connection-log",
+        default=True,
+        show_default=True,
+        help="Log a line per connection opened, refused and closed (key id, never the key),"
+        " whatever --log-level.",
+    ),
+)
+
+# The admin HTTP API of `serve`.
+_admin_options = _options(
+    click.option(
+        "--admin-port",
+        type=click.IntRange(min=0, max=65535),
+        default=None,
+        help="Serve the admin HTTP API (keys, usage; OpenAPI at /openapi.json) on this port.",
+    ),
+    click.option(
+        "--admin-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Interface of the admin API.",
+    ),
+    click.option(
+        "--admin-token",
+        default=None,
+        envvar="CMCSTREAM_ADMIN_TOKEN",
+        help="Bearer token the admin API requires. Env: CMCSTREAM_ADMIN_TOKEN.",
     ),
 )
 
@@ -332,9 +368,21 @@ def _config(options: dict[str, Any]) -> ServerConfig:
         ("dex_activity", "dex_activity"),
         ("tls_cert", "tls_cert"),
         ("tls_key", "tls_key"),
+        ("metrics", "metrics"),
+        ("admin_port", "admin_port"),
+        ("admin_host", "admin_host"),
+        ("admin_token", "admin_token"),
     ):
         if option in options:
             fields[name] = options[option]
+    if options.get("admin_port") is not None:
+        try:
+            import fastapi  # noqa: F401
+            import uvicorn  # noqa: F401
+        except ImportError:
+            raise click.UsageError(
+                "--admin-port needs the admin extra: pip install 'cmcstream[admin]'"
+            ) from None
     try:
         if options.get("start") is not None:
             fields["start_ms"] = _parse_start(options["start"])
@@ -381,16 +429,26 @@ def _gateway_args(config: ServerConfig, port: int) -> list[str]:
         *("--max-frame-bytes", str(config.max_frame_bytes)),
         *("--counting", config.counting.value, "--billing", config.billing.value),
         *("--slow-timeout", repr(config.writer.slow_timeout_s)),
+        "--metrics" if config.metrics else "--no-metrics",
     ]
     if config.tls_cert is not None and config.tls_key is not None:
         args += ["--tls-cert", str(config.tls_cert), "--tls-key", str(config.tls_key)]
     return args
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _setup_logging(level: str, options: dict[str, Any] | None = None) -> list[str]:
+    """Log as the options say (taking ``--log-json`` and ``--connection-log`` out of
+    ``options``); returns those options for a child process."""
+    from cmcstream.logs import setup_logging
+
+    options = options if options is not None else {}
+    json = bool(options.pop("log_json", False))
+    connections = bool(options.pop("connection_log", True))
+    setup_logging(level, json=json, connections=connections)
+    return [
+        *(["--log-json"] if json else []),
+        "--connection-log" if connections else "--no-connection-log",
+    ]
 
 
 def _run(coro: Coroutine[Any, Any, None], loop_name: str, host: str, port: int) -> None:
@@ -424,6 +482,7 @@ def _run(coro: Coroutine[Any, Any, None], loop_name: str, host: str, port: int) 
 @_bus_prefix_option
 @_lease_ttl_option
 @_process_options
+@_admin_options
 @_evm_options
 def serve(
     workers: int,
@@ -434,14 +493,15 @@ def serve(
     log_level: str,
     **options: Any,
 ) -> None:
-    """Run the server: ws://HOST:PORT/v1, with GET /health on the same port.
+    """Run the server: ws://HOST:PORT/v1, with GET /health and GET /metrics on the same port.
 
     Alone it is one process: the feed and one gateway over an in-process bus.
     With --workers N it is one feed process and N gateway processes sharing
     the port, supervised by this one; with --bus, other machines' gateways
-    (`cmcstream gateway`) can join.
+    (`cmcstream gateway`) can join. --admin-port adds the admin HTTP API
+    (one process only).
     """
-    _setup_logging(log_level)
+    log_args = _setup_logging(log_level, options)
     source = _parse_source(options.pop("source"))
     repeat, upstream = options.pop("repeat"), options.pop("upstream")
     runner = _runner(
@@ -463,8 +523,13 @@ def serve(
     if workers > 1:
         if source.name != "sim":
             raise click.UsageError(f"--source {source.name} runs in one process (no --workers)")
+        if config.admin_port is not None:
+            raise click.UsageError(
+                "--admin-port needs a single process (no --workers); with several, manage"
+                " the shared key store with `cmcstream keys --db`"
+            )
         cluster = _Cluster(bus or DEFAULT_BUS, bus_prefix, lease_ttl)
-        _serve_workers(config, workers, cluster, loop_name, log_level)
+        _serve_workers(config, workers, cluster, loop_name, [*log_args, "--log-level", log_level])
         return
     single: _Cluster | None = None
     if bus is not None:
@@ -565,6 +630,10 @@ async def _serve(
         scheme = "http" if config.tls_cert is None else "https"
         click.echo(f"  health:   {scheme}://{config.host}:{node.port}/health")
         click.echo(f"  playground: {scheme}://{config.host}:{node.port}/")
+        if config.metrics:
+            click.echo(f"  metrics:  {scheme}://{config.host}:{node.port}/metrics")
+        if node.admin is not None:
+            click.echo(f"  admin API: {node.admin.url}  (OpenAPI: {node.admin.url}/openapi.json)")
         click.echo(f"  key store: {store.location}")
         if demo is not None:
             click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
@@ -605,7 +674,7 @@ def _find_demo_key(store: Store) -> KeyRecord | None:
 
 
 def _serve_workers(
-    config: ServerConfig, workers: int, cluster: _Cluster, loop_name: str, log_level: str
+    config: ServerConfig, workers: int, cluster: _Cluster, loop_name: str, log_args: list[str]
 ) -> None:
     """One feed process and ``workers`` gateway processes on one port, supervised from here."""
     from cmcstream.workers import ChildFailed, Role, Supervisor, python_argv, reserve_port
@@ -630,7 +699,7 @@ def _serve_workers(
             store.close()
         shared = [
             *("--bus", cluster.url, "--bus-prefix", cluster.prefix),
-            *("--loop", loop_name, "--log-level", log_level),
+            *("--loop", loop_name, *log_args),
         ]
         feed = Role("feed", python_argv("feed", *_feed_args(config), *shared))
         gateway_args = [
@@ -705,7 +774,7 @@ def feed(bus: str, bus_prefix: str, loop_name: str, log_level: str, **options: A
     Run one per deployment; gateways (`cmcstream gateway`, on this machine or
     others) serve its pushes to clients.
     """
-    _setup_logging(log_level)
+    _setup_logging(log_level, options)
     config = _config(options)
     cluster = _Cluster(bus, bus_prefix, 0.0)
     cluster.require("a feed publishes through Redis")
@@ -761,7 +830,7 @@ def gateway(
     Run as many as needed, on this machine (--reuse-port) or others, with the
     same --bus and a shared key store. A key's connection limit holds across all.
     """
-    _setup_logging(log_level)
+    _setup_logging(log_level, options)
     config = dataclasses.replace(_config(options), reuse_port=reuse_port)
     cluster = _Cluster(bus, bus_prefix, lease_ttl)
     cluster.require("a gateway receives the feed through Redis")
@@ -784,6 +853,10 @@ async def _gateway(config: ServerConfig, store: Store, cluster: _Cluster) -> Non
         scheme = "http" if config.tls_cert is None else "https"
         click.echo(f"  health:   {scheme}://{config.host}:{node.port}/health")
         click.echo(f"  playground: {scheme}://{config.host}:{node.port}/")
+        if config.metrics:
+            click.echo(f"  metrics:  {scheme}://{config.host}:{node.port}/metrics")
+        if node.admin is not None:
+            click.echo(f"  admin API: {node.admin.url}  (OpenAPI: {node.admin.url}/openapi.json)")
         click.echo(f"  key store: {store.location}")
         demo = _find_demo_key(store)
         if demo is not None:
@@ -976,10 +1049,50 @@ async def _devchain(config: ServerConfig, store: Store, rpc: str, seed: int, rat
 
 # -- keys ----------------------------------------------------------------------------------------
 
+_server_options = _options(
+    click.option(
+        "--server",
+        metavar="URL",
+        default=None,
+        envvar="CMCSTREAM_ADMIN_URL",
+        help="Manage the keys of a running server through its admin API"
+        " (http://HOST:ADMIN_PORT) instead of a local --db. Env: CMCSTREAM_ADMIN_URL.",
+    ),
+    click.option(
+        "--admin-token",
+        default=None,
+        envvar="CMCSTREAM_ADMIN_TOKEN",
+        help="The admin API's bearer token (with --server). Env: CMCSTREAM_ADMIN_TOKEN.",
+    ),
+)
+
+
+@contextlib.contextmanager
+def _remote(server: str, token: str | None) -> Iterator[AdminClient]:
+    """The admin API client of ``server``; its errors become one-line command errors."""
+    if not token:
+        raise click.UsageError("--server needs --admin-token (or CMCSTREAM_ADMIN_TOKEN)")
+    try:
+        from cmcstream.admin_client import AdminClient, AdminError
+    except ImportError:
+        raise click.UsageError(
+            "--server needs the admin extra: pip install 'cmcstream[admin]'"
+        ) from None
+    try:
+        with AdminClient(server, token) as client:
+            yield client
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from None
+
 
 @main.group()
 def keys() -> None:
-    """Manage API keys and see their usage."""
+    """Manage API keys and see their usage.
+
+    Locally (--db), or on a running server through its admin API (--server,
+    --admin-token), where keys are named by their id: the listings show ids,
+    and a key's secret is shown once, when it is created.
+    """
 
 
 @keys.command("create")
@@ -998,8 +1111,22 @@ def keys() -> None:
 @click.option("--credits", type=float, default=None, help="Monthly credits (default: the plan's).")
 @click.option("--name", default="", help="A label for humans.")
 @_db_option
-def keys_create(plan: str, status: str, credits: float | None, name: str, db: str | None) -> None:
+@_server_options
+def keys_create(
+    plan: str,
+    status: str,
+    credits: float | None,
+    name: str,
+    db: str | None,
+    server: str | None,
+    admin_token: str | None,
+) -> None:
     """Create a key and print it (only the key, for scripts)."""
+    if server is not None:
+        with _remote(server, admin_token) as remote:
+            record = remote.create(plan=plan, status=status, credits=credits, name=name)
+        click.echo(record.key)
+        return
     store = _open_store(db)
     try:
         record = store.create(plan=plan, status=status, credits=credits, name=name)
@@ -1012,14 +1139,20 @@ def keys_create(plan: str, status: str, credits: float | None, name: str, db: st
 
 @keys.command("list")
 @_db_option
-def keys_list(db: str | None) -> None:
-    """List every key with this month's usage."""
-    store = _open_store(db)
-    try:
-        month = month_of(time.time_ns() // 1_000_000)
-        rows = [(r, store.usage(r.key, month)) for r in store.list()]
-    finally:
-        store.close()
+@_server_options
+def keys_list(db: str | None, server: str | None, admin_token: str | None) -> None:
+    """List every key with this month's usage (by id with --server)."""
+    month = month_of(time.time_ns() // 1_000_000)
+    if server is not None:
+        with _remote(server, admin_token) as remote:
+            rows = remote.list()
+        month = rows[0][1].month if rows else month
+    else:
+        store = _open_store(db)
+        try:
+            rows = [(r, store.usage(r.key, month)) for r in store.list()]
+        finally:
+            store.close()
     if not rows:
         click.echo("no keys")
         return
@@ -1042,14 +1175,22 @@ def _get(store: Store, key: str) -> KeyRecord:
 @keys.command("show")
 @click.argument("key")
 @_db_option
-def keys_show(key: str, db: str | None) -> None:
-    """Show one key and its usage this month."""
-    store = _open_store(db)
-    try:
-        record = _get(store, key)
-        usage = store.usage(key, month_of(time.time_ns() // 1_000_000))
-    finally:
-        store.close()
+@_server_options
+def keys_show(key: str, db: str | None, server: str | None, admin_token: str | None) -> None:
+    """Show one key and its usage this month (KEY: the key, or its id with --server)."""
+    if server is not None:
+        with _remote(server, admin_token) as remote:
+            found = remote.show(key)
+        if found is None:
+            raise click.ClickException(f"no such key: {key}")
+        record, usage = found
+    else:
+        store = _open_store(db)
+        try:
+            record = _get(store, key)
+            usage = store.usage(key, month_of(time.time_ns() // 1_000_000))
+        finally:
+            store.close()
     plan = PLANS[record.plan]
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created_ms / 1000))
     for label, value in (
@@ -1070,43 +1211,58 @@ def keys_show(key: str, db: str | None) -> None:
         click.echo(f"{label + ':':15}{value}")
 
 
-def _set_status(key: str, db: str | None, status: KeyStatus) -> None:
-    store = _open_store(db)
-    try:
-        if not store.set_status(key, status):
-            raise click.ClickException(f"no such key: {key}")
-    finally:
-        store.close()
+def _set_status(
+    key: str, db: str | None, server: str | None, token: str | None, status: KeyStatus
+) -> None:
+    if server is not None:
+        with _remote(server, token) as remote:
+            found = remote.set_status(key, status)
+    else:
+        store = _open_store(db)
+        try:
+            found = store.set_status(key, status)
+        finally:
+            store.close()
+    if not found:
+        raise click.ClickException(f"no such key: {key}")
     click.echo(f"{key} {status.value}")
 
 
 @keys.command("disable")
 @click.argument("key")
 @_db_option
-def keys_disable(key: str, db: str | None) -> None:
+@_server_options
+def keys_disable(key: str, db: str | None, server: str | None, admin_token: str | None) -> None:
     """Disable a key (connections get 4101; open ones are closed within seconds)."""
-    _set_status(key, db, KeyStatus.DISABLED)
+    _set_status(key, db, server, admin_token, KeyStatus.DISABLED)
 
 
 @keys.command("enable")
 @click.argument("key")
 @_db_option
-def keys_enable(key: str, db: str | None) -> None:
+@_server_options
+def keys_enable(key: str, db: str | None, server: str | None, admin_token: str | None) -> None:
     """Make a key active again."""
-    _set_status(key, db, KeyStatus.ACTIVE)
+    _set_status(key, db, server, admin_token, KeyStatus.ACTIVE)
 
 
 @keys.command("delete")
 @click.argument("key")
 @_db_option
-def keys_delete(key: str, db: str | None) -> None:
+@_server_options
+def keys_delete(key: str, db: str | None, server: str | None, admin_token: str | None) -> None:
     """Delete a key and its usage."""
-    store = _open_store(db)
-    try:
-        if not store.delete(key):
-            raise click.ClickException(f"no such key: {key}")
-    finally:
-        store.close()
+    if server is not None:
+        with _remote(server, admin_token) as remote:
+            found = remote.delete(key)
+    else:
+        store = _open_store(db)
+        try:
+            found = store.delete(key)
+        finally:
+            store.close()
+    if not found:
+        raise click.ClickException(f"no such key: {key}")
     click.echo(f"{key} deleted")
 
 

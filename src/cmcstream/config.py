@@ -90,6 +90,11 @@ class ServerConfig:
         reuse_port: listen with ``SO_REUSEPORT``, so several gateway processes
             on one machine share the port and the kernel spreads connections
             across them.
+        metrics: serve ``GET /metrics`` and time a sample of pushes for it.
+        admin_port: serve the admin HTTP API (keys, usage) on this port; ``None``: no
+            admin API. 0 picks a free one.
+        admin_host: the admin API's interface.
+        admin_token: the bearer token the admin API requires (needed with ``admin_port``).
     """
 
     host: str = "127.0.0.1"
@@ -124,10 +129,16 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     reuse_port: bool = False
+    metrics: bool = True
+    admin_port: int | None = None
+    admin_host: str = "127.0.0.1"
+    admin_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
             raise ValueError("speed must be positive")
+        if self.admin_port is not None and not self.admin_token:
+            raise ValueError("the admin API needs a token: --admin-token or CMCSTREAM_ADMIN_TOKEN")
         if self.slow_cadence_ms % self.fast_cadence_ms:
             raise ValueError("slow_cadence_ms must be a multiple of fast_cadence_ms")
         if self.transport_max_bytes < self.max_frame_bytes:

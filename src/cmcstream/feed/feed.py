@@ -91,6 +91,7 @@ class Feed:
         self.registry = ChannelRegistry()
         self.publisher = Publisher(bus)
         self.universe = Universe.load(config.universe_size, seed=config.seed)
+        self.lag_s: dict[str, float] = {}
         self.simulator = MarketSimulator(
             self.universe,
             seed=config.seed,
@@ -174,6 +175,10 @@ class Feed:
         if isinstance(self.dex, LiveSource):
             await self.dex.aclose()
 
+    def lag(self) -> dict[str, float]:
+        """Wall seconds each loop ran behind its due time when it last ran."""
+        return dict(self.lag_s)
+
     def health(self) -> dict[str, Any]:
         return {
             "engine": engine_build(),
@@ -230,6 +235,7 @@ class Feed:
         while True:
             await asyncio.sleep(self.clock.wall_delay(due - self.clock.now_ms()))
             now_ms = self.clock.now_ms()
+            self.lag_s[name] = self.clock.wall_delay(now_ms - due)
             if now_ms - due > lag_limit_ms:
                 due = now_ms - now_ms % period_ms
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Coroutine
 from typing import Any, Protocol
@@ -14,11 +15,12 @@ from cmcstream.clock import Clock
 from cmcstream.config import ServerConfig
 from cmcstream.protocol import codec
 from cmcstream.protocol.codes import CLOSE_CODES, CloseCode, ErrorCode
-from cmcstream.protocol.messages import ServerMessage
+from cmcstream.protocol.messages import Error, ServerMessage
 from cmcstream.protocol.session import Reply, Session, Subscribe, Unsubscribe, error_message
 from cmcstream.server.frames import text_frame
 from cmcstream.server.hub import Hub
 from cmcstream.server.keystore import KeyRecord
+from cmcstream.server.store import key_id
 from cmcstream.server.transport import ActivityConnection
 from cmcstream.server.writer import FlushScheduler, Outbox, PushMeter
 
@@ -35,6 +37,7 @@ class Host(Protocol):
     scheduler: FlushScheduler
     wall: Clock
     slow_closed: int
+    errors: collections.Counter[str]
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
 
@@ -69,12 +72,15 @@ class Connection:
         )
         self.billed_messages = 0
         self.closing = False
+        self.close_code: CloseCode | None = None  # when the server closed it
 
     @property
     def key(self) -> str:
         return self.record.key
 
     def send(self, message: ServerMessage) -> None:
+        if isinstance(message, Error):
+            self.host.errors[message.status.error_code] += 1
         self.outbox.send(text_frame(codec.encode(message)))
 
     async def run(self) -> None:
@@ -122,6 +128,7 @@ class Connection:
         if self.closing:
             return
         self.closing = True
+        self.close_code = code
         if error is not None:
             self.send(error_message(error, self.host.wall.now_ms()))
         self.host.hub.remove(self.outbox, list(self.session.subscriptions))
@@ -136,13 +143,13 @@ class Connection:
 
     def _abort_if_open(self) -> None:
         if self.ws.state is not State.CLOSED and self.ws.transport is not None:
-            logger.info("dropping connection of key %s… that did not close", self.key[:8])
+            logger.info("dropping connection of key %s that did not close", key_id(self.key))
             self.ws.transport.abort()
 
     def _on_slow(self, outbox: Outbox) -> None:
         self.host.hub.resink(outbox, self.session.subscriptions)
 
     def _on_overflow(self, outbox: Outbox) -> None:
-        logger.info("closing slow connection of key %s…", self.key[:8])
+        logger.info("closing slow connection of key %s", key_id(self.key))
         self.host.slow_closed += 1
         self.close(CloseCode.SEND_FAILURE)

@@ -10,10 +10,11 @@ connection's queue in one write.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -33,8 +34,9 @@ from cmcstream.server.connection import Connection
 from cmcstream.server.frames import text_frame
 from cmcstream.server.http import make_process_request
 from cmcstream.server.hub import Hub
+from cmcstream.server.metrics import GatewayCollector, PushLatency, Snapshot, metrics_endpoint
 from cmcstream.server.playground import Playground
-from cmcstream.server.store import KeyStatus, Store
+from cmcstream.server.store import KeyStatus, Store, key_id
 from cmcstream.server.transport import ActivityConnection, echo_subprotocol, tls_context
 from cmcstream.server.usage import PushCharge, UsageLedger
 from cmcstream.server.writer import FlushScheduler
@@ -46,6 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["Gateway"]
 
 logger = logging.getLogger(__name__)
+# One line per connection opened, refused or closed (cmcstream.logs formats them).
+connection_log = logging.getLogger("cmcstream.connections")
+_ABNORMAL = 1006  # no close frame came or went (RFC 6455 §7.4.1)
 
 
 class Gateway:
@@ -60,6 +65,8 @@ class Gateway:
             months; defaults to the system clock. Clients compare those with
             their own clock, whatever ``--speed`` the market runs at.
         health: extra ``/health`` fields (the feed's, when it runs in this process).
+        feed_lag: how far the feed's loops run behind, in seconds (when it runs
+            in this process), for ``/metrics``.
         leases: where a key's connections are counted across gateways; without
             it, each gateway counts its own (one gateway, one process).
         choices: what the playground offers to pick (see :class:`Playground`).
@@ -73,6 +80,7 @@ class Gateway:
         *,
         wall: Clock | None = None,
         health: Callable[[], dict[str, Any]] | None = None,
+        feed_lag: Callable[[], Mapping[str, float]] | None = None,
         leases: Leases | None = None,
         choices: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
@@ -91,6 +99,16 @@ class Gateway:
         self._extra_health = health
         self.connections: dict[str, set[Connection]] = {}
         self.slow_closed = 0
+        # What /metrics reads: counts by code, and what connections gone did.
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.closes: collections.Counter[int] = collections.Counter()
+        self._gone = _Sent()
+        self.latency = PushLatency(self.wall)
+        self._feed_lag = feed_lag
+        self._metrics: Callable[[], bytes] | None = None
+        if config.metrics:
+            self.hub.on_sample = self.latency.mark
+            self._metrics = metrics_endpoint(GatewayCollector(self.snapshot, self.latency))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: Server | None = None
         self._loops: list[asyncio.Task[None]] = []
@@ -108,6 +126,8 @@ class Gateway:
         self.scheduler = FlushScheduler(loop)
         self.hub.on_fanout = self.scheduler.fanout
         self.hub.on_batch_end = self.scheduler.flush
+        if self.config.metrics:
+            self.scheduler.after_fanout = self.latency.settle
         config = self.config
         tls = None
         if config.tls_cert is not None and config.tls_key is not None:
@@ -119,7 +139,9 @@ class Gateway:
             ssl=tls,
             create_connection=ActivityConnection,
             select_subprotocol=echo_subprotocol,
-            process_request=make_process_request(self.health, self.playground.route),
+            process_request=make_process_request(
+                self.health, metrics=self._metrics, playground=self.playground.route
+            ),
             compression=None,  # pushes are pre-framed once and shared: no per-connection deflate
             open_timeout=config.open_timeout_s,
             max_size=config.transport_max_bytes,
@@ -215,6 +237,32 @@ class Gateway:
             status.update(self._extra_health())
         return status
 
+    def snapshot(self) -> Snapshot:
+        """The counts ``/metrics`` shows, read now."""
+        # Every plan and channel, at zero too: a series that vanishes is no reading.
+        plans = collections.Counter(dict.fromkeys(PLANS, 0))
+        sent = _Sent(self._gone.pushes, self._gone.bytes, self._gone.collapsed)
+        slow = 0
+        for group in self.connections.values():
+            for conn in group:
+                plans[conn.record.plan] += 1
+                sent.add(conn)
+                slow += conn.outbox.slow_since is not None
+        return Snapshot(
+            connections_by_plan=plans,
+            subscriptions_by_channel=self.hub.subscriptions_by_channel(),
+            pushes_fanned_out=self.hub.pushes,
+            pushes_sent=sent.pushes,
+            bytes_sent=sent.bytes,
+            pushes_collapsed=sent.collapsed,
+            slow_readers=slow,
+            slow_closed=self.slow_closed,
+            errors_by_code=self.errors,
+            closes_by_code=self.closes,
+            credits_charged_milli=self.ledger.charged_milli,
+            feed_lag_s=self._feed_lag() if self._feed_lag is not None else {},
+        )
+
     # -- connections -------------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -236,7 +284,24 @@ class Gateway:
         now_ms = self.wall.now_ms()
         if isinstance(verdict, Refusal):
             if verdict.error is not None:
+                self.errors[str(int(verdict.error))] += 1
                 ws.transport.write(text_frame(codec.encode(error_message(verdict.error, now_ms))))
+            self.closes[verdict.close_code] += 1
+            key = _key_of(ws)
+            connection_log.info(
+                "refused key_id=%s remote=%s code=%d",
+                key_id(key) if key else "-",
+                _remote(ws),
+                verdict.close_code,
+                extra={
+                    "fields": {
+                        "event": "refused",
+                        "key_id": key_id(key) if key else None,
+                        "remote": _remote(ws),
+                        "code": int(verdict.close_code),
+                    }
+                },
+            )
             await ws.close(verdict.close_code, CLOSE_CODES[verdict.close_code].reason)
             return
         key = verdict.record.key
@@ -262,11 +327,30 @@ class Gateway:
         )
         conn = Connection(self, ws, verdict.record, session, charge)
         self.connections.setdefault(key, set()).add(conn)
+        fields = {"key_id": key_id(key), "plan": verdict.record.plan, "remote": _remote(ws)}
+        connection_log.info(
+            "open key_id=%s plan=%s remote=%s",
+            *fields.values(),
+            extra={"fields": {"event": "open", **fields}},
+        )
+        opened = time.monotonic()
         try:
             conn.send(Welcome(ping_interval_ms=self.config.ping_interval_ms, ts=now_ms))
             await conn.run()
         finally:
             self._forget(conn)
+            code = int(conn.close_code or ws.close_code or _ABNORMAL)
+            self.closes[code] += 1
+            duration = round(time.monotonic() - opened, 3)
+            connection_log.info(
+                "close key_id=%s plan=%s remote=%s duration_s=%.3f code=%d",
+                *fields.values(),
+                duration,
+                code,
+                extra={
+                    "fields": {"event": "close", **fields, "duration_s": duration, "code": code}
+                },
+            )
 
     async def _admit(self, ws: ActivityConnection) -> Admission | Refusal:
         """Check the handshake's key; store reads are awaited off the event loop."""
@@ -285,6 +369,7 @@ class Gateway:
         return admit(key, record, account, self.meter.rate, open_now)
 
     def _forget(self, conn: Connection) -> None:
+        self._gone.add(conn)
         self.hub.remove(conn.outbox, list(conn.session.subscriptions))
         conn.outbox.discard()
         self.scheduler.forget(conn.outbox)
@@ -390,3 +475,36 @@ class Gateway:
                     code = CloseCode.PLAN_NOT_SUPPORTED
             for conn in list(group):
                 conn.close(code, error)
+
+
+class _Sent:
+    """Pushes and bytes written, and pushes collapsed, summed over connections."""
+
+    __slots__ = ("bytes", "collapsed", "pushes")
+
+    def __init__(self, pushes: int = 0, bytes: int = 0, collapsed: int = 0) -> None:
+        self.pushes = pushes
+        self.bytes = bytes
+        self.collapsed = collapsed
+
+    def add(self, conn: Connection) -> None:
+        outbox = conn.outbox
+        self.pushes += outbox.data_sent
+        self.bytes += outbox.bytes_sent
+        self.collapsed += outbox.data_dropped
+
+
+def _remote(ws: ActivityConnection) -> str:
+    address = ws.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+def _key_of(ws: ActivityConnection) -> str | None:
+    """The handshake's key, or None when there is none or it is ambiguous."""
+    try:
+        return api_key_of(ws.request) if ws.request is not None else None
+    except ConflictingKeys:
+        return None

@@ -1,4 +1,4 @@
-"""Plain HTTP on the WebSocket port: ``/health``, the playground, and 404 for the rest but ``/v1``.
+"""Plain HTTP on the WebSocket port: ``/health``, ``/metrics``, the playground; 404 for the rest.
 
 PROTOCOL.md §1 and Q14: the protocol is served on ``/v1`` only; other paths
 are answered before any upgrade.
@@ -19,6 +19,7 @@ from websockets.http11 import Request, Response
 __all__ = ["PATH", "make_process_request"]
 
 PATH = "/v1"
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
@@ -34,12 +35,14 @@ def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Respon
 
 def make_process_request(
     health: Callable[[], dict[str, Any]],
+    metrics: Callable[[], bytes] | None = None,
     playground: Callable[[str], Response | Awaitable[Response] | None] | None = None,
 ) -> Callable[[ServerConnection, Request], Response | Awaitable[Response] | None]:
     """A websockets ``process_request`` hook that routes plain HTTP requests.
 
     Args:
         health: returns the JSON body of ``GET /health``.
+        metrics: returns the Prometheus text of ``GET /metrics``.
         playground: answers the playground's paths (``None`` for any other).
     """
 
@@ -52,6 +55,8 @@ def make_process_request(
         if path == "/health":
             body = msgspec.json.encode(health())
             return _response(http.HTTPStatus.OK, body, "application/json")
+        if path == "/metrics" and metrics is not None:
+            return _response(http.HTTPStatus.OK, metrics(), METRICS_CONTENT_TYPE)
         if playground is not None and (answer := playground(path)) is not None:
             return answer
         return _response(http.HTTPStatus.NOT_FOUND, b"Not Found\n", "text/plain; charset=utf-8")

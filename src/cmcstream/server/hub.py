@@ -34,6 +34,9 @@ class Hub:
         # when the feed ends a batch (a tick) so they are written at once.
         self.on_fanout: Callable[[], None] | None = None
         self.on_batch_end: Callable[[], None] | None = None
+        # Given one encoded push every ``sample_every`` frames (the push latency).
+        self.on_sample: Callable[[bytes], None] | None = None
+        self.sample_every = 16
         bus.set_handler(self.deliver, self._batch_end)
 
     def add(self, outbox: Outbox, subscriptions: Iterable[Subscription]) -> None:
@@ -68,6 +71,14 @@ class Hub:
         """Topics with at least one subscriber here."""
         return len(self._subscribers)
 
+    def subscriptions_by_channel(self) -> dict[str, int]:
+        """Subscribers summed over topics, per channel."""
+        counts = dict.fromkeys((spec.name for spec in CHANNELS), 0)
+        for topic, subscribers in self._subscribers.items():
+            channel = topic.partition("|")[0]
+            counts[channel] = counts.get(channel, 0) + len(subscribers)
+        return counts
+
     def subscriber_count(self, topic: str) -> int:
         return len(self._subscribers.get(topic, ()))
 
@@ -78,6 +89,8 @@ class Hub:
             return
         frame = text_frame(payload)
         self.frames_built += 1
+        if self.on_sample is not None and self.frames_built % self.sample_every == 0:
+            self.on_sample(payload)
         self.pushes += len(sinks)
         # The hot loop: one call per subscriber, straight into its queue.
         for sink in sinks.values():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import enum
+import hashlib
 import secrets
 import time
 import uuid
@@ -36,6 +37,7 @@ __all__ = [
     "StoreUnavailable",
     "Usage",
     "UsageDeltas",
+    "key_id",
     "month_of",
     "new_key",
     "new_record",
@@ -104,6 +106,15 @@ class Usage:
 def month_of(now_ms: int) -> str:
     """The usage month (``YYYY-MM``, UTC) of an epoch-ms time."""
     return time.strftime("%Y-%m", time.gmtime(now_ms / 1000))
+
+
+def key_id(key: str) -> str:
+    """A key's public name: the start of its SHA-256, which logs and the admin API show.
+
+    It cannot be turned back into the key (122 random bits), yet names one key
+    among any realistic number of them.
+    """
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def new_key() -> str:

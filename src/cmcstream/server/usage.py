@@ -35,7 +35,7 @@ class UsageLedger:
         self._pending: _Deltas = {}
         self._flushing = asyncio.Lock()
         self.failed_flushes = 0
-        self._harvested = 0
+        self.charged_milli = 0  # by this process since it started, as harvested
 
     async def account(self, record: KeyRecord, now_ms: int) -> Account:
         """The account of ``record``'s key this month, read from the store on first use."""
@@ -75,7 +75,7 @@ class UsageLedger:
 
     def _harvest_one(self, key: str, account: Account) -> None:
         milli, messages = account.harvest()
-        self._harvested += milli
+        self.charged_milli += milli
         if milli or messages:
             slot = (self._month, key)
             old_milli, old_messages = self._pending.get(slot, (0, 0))
@@ -84,7 +84,7 @@ class UsageLedger:
     @property
     def charged(self) -> int:
         """Milli-credits charged by this process since it started, saved or not."""
-        return self._harvested + sum(a.unsaved_milli for a in self._accounts.values())
+        return self.charged_milli + sum(a.unsaved_milli for a in self._accounts.values())
 
     @property
     def unsaved(self) -> tuple[int, int]:

@@ -81,6 +81,7 @@ class Outbox:
         "_scheduler",
         "_transport",
         "append",
+        "bytes_sent",
         "data_dropped",
         "data_sent",
         "dirty",
@@ -118,6 +119,7 @@ class Outbox:
         self.last_push = 0.0
         self.data_sent = 0
         self.data_dropped = 0
+        self.bytes_sent = 0
         scheduler.register(self)
 
     @property
@@ -200,7 +202,9 @@ class Outbox:
             self._latest.clear()
         if not pending:
             return False
-        transport.write(b"".join(pending) if len(pending) > 1 else pending[0])
+        data = b"".join(pending) if len(pending) > 1 else pending[0]
+        transport.write(data)
+        self.bytes_sent += len(data)
         pending.clear()
         self._replies = 0
         if data_count:
@@ -257,6 +261,8 @@ class FlushScheduler:
         self._scheduled = False
         self._fanout = False
         self._retry: asyncio.TimerHandle | None = None
+        # Told after each pass that wrote fan-out pushes (the push latency's clock).
+        self.after_fanout: Callable[[], None] | None = None
 
     def register(self, outbox: Outbox) -> None:
         self._outboxes[outbox] = None
@@ -281,7 +287,8 @@ class FlushScheduler:
         dirty, self._dirty = self._dirty, []
         now = self._loop.time()
         blocked = self._blocked
-        if self._fanout:
+        fanout = self._fanout
+        if fanout:
             self._fanout = False
             for outbox in dirty:
                 outbox.dirty = False
@@ -291,6 +298,8 @@ class FlushScheduler:
                 blocked.add(outbox)
             else:
                 blocked.discard(outbox)
+        if fanout and self.after_fanout is not None:
+            self.after_fanout()
         if blocked and self._retry is None:
             self._retry = self._loop.call_later(self._retry_s, self._retry_blocked)
 
