@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,13 +186,48 @@ _process_options = _options(
 )
 
 
-_evm_options = _options(
+_source_options = _options(
     click.option(
         "--source",
-        type=click.Choice(["sim", "evm"]),
-        default="sim",
+        "sources",
+        type=click.Choice(["sim", "exchanges", "evm"]),
+        multiple=True,
+        help="Where data comes from, repeatable: exchanges (the market side, --exchange),"
+        " evm (the on-chain side, --rpc); sim (the default) simulates a side not named.",
+    ),
+    click.option(
+        "--exchange",
+        "exchanges",
+        multiple=True,
+        metavar="ID",
+        help="A ccxt exchange id (binance, kraken, …) for --source exchanges; repeatable.",
+    ),
+    click.option(
+        "--symbols",
+        default="BTC,ETH",
         show_default=True,
-        help="On-chain data: the DEX simulator, or an EVM chain over JSON-RPC (--rpc).",
+        help="Base tickers the exchanges are followed for, comma-separated.",
+    ),
+    click.option(
+        "--quote",
+        "quotes",
+        multiple=True,
+        metavar="CODE",
+        help="Quote currencies used (valued at their USD peg); default USD, USDT, USDC.",
+    ),
+    click.option(
+        "--asset",
+        "asset_ids",
+        multiple=True,
+        metavar="SYMBOL=ID",
+        help="Map a ticker to a CoinMarketCap id beyond the bundled table; repeatable.",
+    ),
+    click.option(
+        "--exchange-url",
+        "exchange_urls",
+        multiple=True,
+        metavar="ID:PATH=URL",
+        help="Override one of a ccxt client's API URLs, e.g. kraken:ws.publicV2=ws://…",
     ),
     click.option("--rpc", default=None, help="The chain's WebSocket JSON-RPC URL (ws://…)."),
     click.option("--platform-id", default=1, show_default=True, help="The chain's platform id."),
@@ -382,7 +417,7 @@ def _run(coro: Coroutine[Any, Any, None], loop_name: str, host: str, port: int) 
 @_bus_prefix_option
 @_lease_ttl_option
 @_process_options
-@_evm_options
+@_source_options
 def serve(
     workers: int,
     bus: str | None,
@@ -400,17 +435,29 @@ def serve(
     (`cmcstream gateway`) can join.
     """
     _setup_logging(log_level)
+    market_side, onchain_side = _sides(options.pop("sources"))
     dex = _evm_source(
-        options.pop("source"),
+        onchain_side,
         options.pop("rpc"),
         options.pop("platform_id"),
         options.pop("from_block"),
         options.pop("confirmations"),
     )
+    market = _exchange_source(
+        market_side,
+        options.pop("exchanges"),
+        options.pop("symbols"),
+        options.pop("quotes"),
+        options.pop("asset_ids"),
+        options.pop("exchange_urls"),
+    )
     config = _config(options)
     if workers > 1:
-        if dex is not None:
-            raise click.UsageError("--source evm runs in one process (no --workers)")
+        if dex is not None or market is not None:
+            raise click.UsageError(
+                f"--source {onchain_side if dex is not None else market_side}"
+                " runs in one process (no --workers)"
+            )
         cluster = _Cluster(bus or DEFAULT_BUS, bus_prefix, lease_ttl)
         _serve_workers(config, workers, cluster, loop_name, log_level)
         return
@@ -420,7 +467,7 @@ def serve(
         single.require("--bus joins processes through Redis")
     store = _open_store(config.store_location)
     try:
-        _run(_serve(config, store, single, dex), loop_name, config.host, config.port)
+        _run(_serve(config, store, single, dex, market), loop_name, config.host, config.port)
     finally:
         store.close()
 
@@ -482,6 +529,7 @@ async def _serve(
     store: Store,
     cluster: _Cluster | None,
     dex: Callable[[], Any] | None = None,
+    market: Callable[[], Any] | None = None,
 ) -> None:
     from cmcstream.app import App  # the server's imports are only paid by `serve`
     from cmcstream.bus.memory import MemoryBus
@@ -494,12 +542,18 @@ async def _serve(
     if cluster is not None:
         leases = cluster.leases()
         bus = cluster.bus(leases.gateway_id)
-    if dex is None:
+    if dex is None and market is None:
         node = App(config, store, bus=bus, leases=leases)
     else:
-        # Another on-chain source: the feed is built here, on the app's bus.
+        # Another source: the feed is built here, on the app's bus.
         bus = bus if bus is not None else MemoryBus()
-        node = App(config, store, bus=bus, feed=Feed(config, bus, dex=dex()), leases=leases)
+        feed = Feed(
+            config,
+            bus,
+            dex=dex() if dex is not None else None,
+            market=market() if market is not None else None,
+        )
+        node = App(config, store, bus=bus, feed=feed, leases=leases)
 
     def banner() -> None:
         click.echo(f"cmcstream {__version__} listening on {node.url}")
@@ -510,10 +564,17 @@ async def _serve(
             click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
         else:
             click.echo(f"  {store.count()} keys in the store; see `cmcstream keys list`")
-        click.echo(
-            f"  market: {config.universe_size} assets, seed {config.seed},"
-            f" speed {config.speed:g}x (ready in {time.monotonic() - started:.1f} s)"
-        )
+        ready = f"ready in {time.monotonic() - started:.1f} s"
+        source = getattr(node.feed, "market", None)
+        venues = getattr(getattr(source, "source", None), "markets", None)
+        if venues is not None:
+            names = ", ".join(f"{m.venue} {m.symbol}" for m in venues)
+            click.echo(f"  market: exchanges ({names}) ({ready})")
+        else:
+            click.echo(
+                f"  market: {config.universe_size} assets, seed {config.seed},"
+                f" speed {config.speed:g}x ({ready})"
+            )
         if cluster is not None:
             click.echo(f"  bus: {cluster.url} (prefix {cluster.prefix})")
         loop = asyncio.get_running_loop()
@@ -658,10 +719,17 @@ async def _feed(config: ServerConfig, cluster: _Cluster) -> None:
         click.echo(
             f"cmcstream {__version__} feed publishing on {cluster.url} (prefix {cluster.prefix})"
         )
-        click.echo(
-            f"  market: {config.universe_size} assets, seed {config.seed},"
-            f" speed {config.speed:g}x (ready in {time.monotonic() - started:.1f} s)"
-        )
+        ready = f"ready in {time.monotonic() - started:.1f} s"
+        source = getattr(node.feed, "market", None)
+        venues = getattr(getattr(source, "source", None), "markets", None)
+        if venues is not None:
+            names = ", ".join(f"{m.venue} {m.symbol}" for m in venues)
+            click.echo(f"  market: exchanges ({names}) ({ready})")
+        else:
+            click.echo(
+                f"  market: {config.universe_size} assets, seed {config.seed},"
+                f" speed {config.speed:g}x ({ready})"
+            )
         click.echo(f"  on-chain engine: {engine_build()}")
         click.echo("Press Ctrl-C to stop.")
 
@@ -731,6 +799,72 @@ async def _gateway(config: ServerConfig, store: Store, cluster: _Cluster) -> Non
     await _run_node(node, None if quiet else banner)
     if not quiet:
         click.echo("stopped.")
+
+
+# -- the sources ---------------------------------------------------------------------------------
+
+_MARKET_SOURCES = ("sim", "exchanges")
+_ONCHAIN_SOURCES = ("sim", "evm")
+
+
+def _sides(values: Sequence[str]) -> tuple[str, str]:
+    """(market side, on-chain side) from the repeated --source; each side once at most."""
+    market = [v for v in values if v in _MARKET_SOURCES and v != "sim"]
+    onchain = [v for v in values if v in _ONCHAIN_SOURCES and v != "sim"]
+    if len(set(market)) > 1 or len(set(onchain)) > 1:
+        raise click.UsageError("--source: one market source and one on-chain source at most")
+    return (market[0] if market else "sim"), (onchain[0] if onchain else "sim")
+
+
+def _exchange_source(
+    side: str,
+    exchanges: Sequence[str],
+    symbols: str,
+    quotes: Sequence[str],
+    asset_ids: Sequence[str],
+    exchange_urls: Sequence[str],
+) -> Callable[[], Any] | None:
+    if side == "sim":
+        if exchanges:
+            raise click.UsageError("--exchange needs --source exchanges")
+        return None
+    if not exchanges:
+        raise click.UsageError("--source exchanges needs --exchange ID (binance, kraken, …)")
+    try:
+        import ccxt.pro  # only to fail here, with the way to install it
+
+        from cmcstream.sources.exchanges.assets import AssetTable, parse_asset
+        from cmcstream.sources.exchanges.source import ExchangeSource
+    except ImportError:
+        raise click.UsageError(
+            "--source exchanges needs the exchanges extra: pip install 'cmcstream[exchanges]'"
+        ) from None
+    missing = [e for e in exchanges if not hasattr(ccxt.pro, e)]
+    if missing:
+        raise click.UsageError(f"--exchange: ccxt has no WebSocket client for {', '.join(missing)}")
+    try:
+        table = AssetTable.build(
+            quotes or ("USD", "USDT", "USDC"), dict(map(parse_asset, asset_ids))
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    urls: dict[str, dict[str, str]] = {}
+    for text in exchange_urls:
+        ex_id, _, rest = text.partition(":")
+        path, sep, url = rest.partition("=")
+        if not sep or not path or not url or ex_id not in exchanges:
+            raise click.UsageError(
+                f"--exchange-url: expected ID:PATH=URL for one of the --exchange ids, not {text!r}"
+            )
+        urls.setdefault(ex_id, {})[path] = url
+    wanted = [s for s in symbols.replace(" ", "").split(",") if s]
+
+    def build() -> Any:
+        return ExchangeSource(
+            exchanges, wanted, quotes or ("USD", "USDT", "USDC"), assets=table, urls=urls
+        )
+
+    return build
 
 
 # -- an EVM chain as the on-chain source ----------------------------------------------------------
