@@ -17,7 +17,7 @@ from typing import Any
 from cmcstream.app import App
 from cmcstream.bus.memory import MemoryBus
 from cmcstream.config import ServerConfig
-from cmcstream.engine.events import DexEvent
+from cmcstream.engine.events import DexEvent, MarketEvent
 from cmcstream.feed import Feed
 from cmcstream.server.gateway import Gateway
 from cmcstream.server.keystore import KeyStore
@@ -52,6 +52,7 @@ async def running_server(
     *,
     store: Store | None = None,
     dex: Source[DexEvent] | None = None,
+    market: Source[MarketEvent] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[RunningNode]:
     """Start a server on ``127.0.0.1:0``; shut it down gracefully on exit.
@@ -61,6 +62,7 @@ async def running_server(
             no DEX warm-up).
         store: a key store; defaults to a fresh in-memory one.
         dex: an on-chain source in place of the DEX simulator (a chain).
+        market: a market source in place of the market simulator (exchanges).
         overrides: :class:`ServerConfig` fields to replace (``port`` included;
             the host is always 127.0.0.1).
     """
@@ -70,11 +72,12 @@ async def running_server(
     config = dataclasses.replace(base, **{"host": "127.0.0.1", "port": 0, **overrides})
     own_store = store is None
     store = store if store is not None else KeyStore(":memory:")
-    if dex is None:
+    if dex is None and market is None:
         node = RunningNode(config, store)
     else:
         bus = MemoryBus()
-        node = RunningNode(config, store, bus=bus, feed=Feed(config, bus, dex=dex))
+        feed = Feed(config, bus, dex=dex, market=market)
+        node = RunningNode(config, store, bus=bus, feed=feed)
     node.demo_key = store.create(plan="startup", name="test").key
     await node.start()
     try:

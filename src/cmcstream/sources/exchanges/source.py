@@ -79,6 +79,8 @@ class ExchangeSource:
         rules: how venues are combined.
         urls: per exchange id, ``{"dotted.path": url}`` written into the ccxt
             client's ``urls['api']`` (a proxy, a testnet, a loopback recording).
+        client_config: settings for every ccxt client, over the default
+            ``{"enableRateLimit": True}`` (a recording needs no throttle).
         clock: epoch ms now; the wall clock by default.
     """
 
@@ -91,6 +93,7 @@ class ExchangeSource:
         assets: AssetTable | None = None,
         rules: VenueRules | None = None,
         urls: Mapping[str, Mapping[str, str]] | None = None,
+        client_config: Mapping[str, Any] | None = None,
         clock: Callable[[], int] = _wall_ms,
     ) -> None:
         if not exchanges:
@@ -101,12 +104,14 @@ class ExchangeSource:
         self.quotes = [q.upper() for q in quotes]
         self.book = VenueBook(rules)
         self._urls = urls or {}
+        self._client_config = {"enableRateLimit": True, **(client_config or {})}
         self._clock = clock
         self.clients: dict[str, Any] = {}
         self.markets: list[Market] = []
         self._history: list[PriceSeries] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.received = 0  # trades taken from the venues
+        self._arrived = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -122,7 +127,7 @@ class ExchangeSource:
             cls = getattr(ccxtpro, ex_id, None)
             if cls is None:
                 raise ValueError(f"ccxt has no WebSocket client for {ex_id!r}")
-            client = cls({"enableRateLimit": True})
+            client = cls(dict(self._client_config))
             for path, url in self._urls.get(ex_id, {}).items():
                 override_urls(client.urls, path, url)
             self.clients[ex_id] = client
@@ -213,6 +218,12 @@ class ExchangeSource:
             return None
         return ohlcv_series(m.cid, res_ms, rows, m.rate, until_ms)
 
+    async def wait_received(self, count: int) -> None:
+        """Until ``count`` trades came from the venues in all (bound it with asyncio.timeout)."""
+        while self.received < count:
+            self._arrived.clear()
+            await self._arrived.wait()
+
     # -- live trades -------------------------------------------------------------------------
 
     async def _follow(self, m: Market) -> None:
@@ -248,6 +259,7 @@ class ExchangeSource:
             add(m.venue, m.cid, now, float(price) * m.rate, quote_volume * m.rate)
             n += 1
         self.received += n
+        self._arrived.set()
 
 
 def ohlcv_series(
