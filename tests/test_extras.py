@@ -1,7 +1,8 @@
 """`pip install cmcstream` without extras: the commands load, and need no optional package.
 
-Redis, PostgreSQL and the chain tools are extras (`redis`, `postgres`, `evm`); the test
-environment has them all, so this hides them from a fresh interpreter instead.
+Redis, PostgreSQL, the chain tools and the exchange clients are extras (`redis`,
+`postgres`, `evm`, `exchanges`); the test environment has them all, so this hides them
+from a fresh interpreter instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ HIDE_EXTRAS = """
 import importlib.abc, sys
 class Hide(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"redis", "psycopg", "psycopg_pool", "web3", "eth_abi"}:
+        if name.split(".")[0] in {"redis", "psycopg", "psycopg_pool", "web3", "eth_abi", "ccxt"}:
             raise ModuleNotFoundError(f"No module named {name!r}")
         return None
 sys.meta_path.insert(0, Hide())
@@ -24,6 +25,11 @@ for command in (["--help"], ["serve", "--help"], ["keys", "--help"], ["market", 
     except SystemExit as exc:
         assert exc.code in (0, None), (command, exc.code)
 import cmcstream.app, cmcstream.server.gateway
+import cmcstream.sources.exchanges.venues, cmcstream.sources.exchanges.source
+try:
+    main(["serve", "--source", "exchanges", "--exchange", "kraken"], prog_name="cmcstream")
+except SystemExit as exc:
+    assert exc.code == 2, exc.code  # a usage error saying which extra to install
 print("OK")
 """
 
