@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
-from cmcstream.sources.exchanges.loopback import Answer
+from cmcstream.sources.exchanges.loopback import Answer, RecordedVenue
 
 DATA = Path(__file__).resolve().parent / "data" / "exchanges"
 KRAKEN = DATA / "kraken"
@@ -35,3 +37,19 @@ def kraken_answer(ohlc_interval: str = "60") -> Answer:
         return None
 
     return answer
+
+
+def kraken_pong(message: str) -> str | None:
+    """Kraken's answer to a WebSocket v2 ``ping`` (ccxt drops a venue that stops answering)."""
+    request = json.loads(message)
+    if request.get("method") != "ping":
+        return None
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return json.dumps(
+        {"method": "pong", "req_id": request.get("req_id"), "time_in": now, "time_out": now}
+    )
+
+
+def kraken_venue() -> RecordedVenue:
+    """A loopback Kraken: the recorded REST answers, and pongs to pings."""
+    return RecordedVenue(kraken_answer(), kraken_pong)

@@ -9,17 +9,16 @@ from __future__ import annotations
 import asyncio
 import json
 
-from cmcstream.sources.exchanges.loopback import RecordedVenue
 from cmcstream.sources.exchanges.source import ExchangeSource
 from cmcstream.testing import running_server
-from tests.exchange_recordings import KRAKEN, frames, kraken_answer
+from tests.exchange_recordings import KRAKEN, frames, kraken_venue
 from tests.server.conftest import dial, recv_json, request, welcomed
 
 LIMIT_S = 20
 
 
 async def test_a_client_gets_the_price_of_the_recorded_trades() -> None:
-    venue = RecordedVenue(kraken_answer())
+    venue = kraken_venue()
     await venue.start()
     source = ExchangeSource(
         ["kraken"],

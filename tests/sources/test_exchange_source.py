@@ -12,7 +12,8 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from tests.exchange_recordings import KRAKEN, frames, kraken_answer
+from tests.exchange_recordings import KRAKEN, frames, kraken_venue
+from websockets.asyncio.client import connect
 
 from cmcstream.engine.events import AssetListed, PriceSeries, Trade
 from cmcstream.engine.market import MarketEngine
@@ -38,7 +39,7 @@ class Clock:
 
 @pytest.fixture
 async def kraken() -> AsyncIterator[RecordedVenue]:
-    venue = RecordedVenue(kraken_answer())
+    venue = kraken_venue()
     await venue.start()
     try:
         yield venue
@@ -113,7 +114,7 @@ async def test_a_venue_that_goes_silent_stops_printing(kraken: RecordedVenue) ->
     finally:
         await source.aclose()
     [trade] = source.step(clock.now, {})
-    assert trade.price == 73380.6  # the fresh trade alone
+    assert trade.price == pytest.approx(73380.6, rel=1e-12)  # the fresh trade alone
 
 
 async def test_history_from_the_recorded_ohlcv_gives_the_change_fields(
@@ -167,3 +168,12 @@ async def test_an_unknown_symbol_on_every_venue_fails_the_start(kraken: Recorded
         with pytest.raises(ValueError, match="none of ETH trades against USDT on kraken"):
             await source.start()
     assert source.clients == {}  # closed on the way out
+
+
+async def test_the_loopback_venue_answers_ccxt_keepalive_pings(kraken: RecordedVenue) -> None:
+    async with asyncio.timeout(LIMIT_S), connect(kraken.ws_url) as ws:
+        await ws.send('{"method":"ping","req_id":7}')
+        pong = json.loads(await ws.recv())
+    assert pong["method"] == "pong"
+    assert pong["req_id"] == 7
+    assert kraken.subscriptions == []  # a ping is not a subscription

@@ -19,22 +19,26 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-__all__ = ["Answer", "RecordedVenue"]
+__all__ = ["Answer", "RecordedVenue", "Reply"]
 
 Answer = Callable[[str, Mapping[str, str]], bytes | None]
 """(path, query) → the recorded body, or ``None`` for a 404."""
+
+Reply = Callable[[str], str | None]
+"""A client's WebSocket message → the venue's answer (a pong to a ping), or ``None``."""
 
 
 class RecordedVenue:
     """An exchange's REST and WebSocket endpoints, replaying what it is given."""
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, reply: Reply | None = None) -> None:
         self._answer = answer
+        self._reply = reply
         self._server: Server | None = None
         self._clients: set[ServerConnection] = set()
         self._subscribed = asyncio.Condition()
         self.requests: list[str] = []  # REST paths asked for, in order
-        self.subscriptions: list[str] = []  # what clients sent on the WebSocket
+        self.subscriptions: list[str] = []  # what clients sent that got no reply
 
     async def start(self) -> None:
         self._server = await serve(
@@ -99,10 +103,13 @@ class RecordedVenue:
         self._clients.add(ws)
         try:
             async for message in ws:
+                text = message if isinstance(message, str) else message.decode()
+                answer = self._reply(text) if self._reply is not None else None
+                if answer is not None:
+                    await ws.send(answer)
+                    continue
                 async with self._subscribed:
-                    self.subscriptions.append(
-                        message if isinstance(message, str) else message.decode()
-                    )
+                    self.subscriptions.append(text)
                     self._subscribed.notify_all()
         except Exception:
             pass  # a client that drops mid-message is the same as one that leaves

@@ -51,19 +51,32 @@ class VenueRules:
 @dataclass(slots=True)
 class _Venue:
     trades: deque[tuple[int, float, float]] = field(default_factory=deque)  # (ts, price, usd)
+    usd: float = 0.0  # running sums over ``trades``: a print costs the trades that left only
+    price_usd: float = 0.0
     last_ts: int = 0
     last_price: float = 0.0
     unprinted_usd: float = 0.0
+
+    def add(self, ts: int, price: float, usd: float) -> None:
+        self.trades.append((ts, price, usd))
+        self.usd += usd
+        self.price_usd += price * usd
+        self.last_ts = max(self.last_ts, ts)
+        self.last_price = price
+        self.unprinted_usd += usd
 
     def price(self, since_ms: int) -> tuple[float, float]:
         """(VWAP, USD volume) over the trades since ``since_ms``; the last trade when none."""
         trades = self.trades
         while trades and trades[0][0] < since_ms:
-            trades.popleft()
-        usd = sum(t[2] for t in trades)
-        if usd <= 0:
+            _, price, usd = trades.popleft()
+            self.usd -= usd
+            self.price_usd -= price * usd
+        if not trades:
+            self.usd = self.price_usd = 0.0  # no rounding left behind by the subtractions
+        if self.usd <= 0:
             return self.last_price, 0.0
-        return sum(t[1] * t[2] for t in trades) / usd, usd
+        return self.price_usd / self.usd, self.usd
 
 
 @dataclass(slots=True)
@@ -91,10 +104,7 @@ class VenueBook:
         v = asset.venues.get(venue)
         if v is None:
             v = asset.venues[venue] = _Venue()
-        v.trades.append((ts_ms, price_usd, volume_usd))
-        v.last_ts = max(v.last_ts, ts_ms)
-        v.last_price = price_usd
-        v.unprinted_usd += volume_usd
+        v.add(ts_ms, price_usd, volume_usd)
         asset.dirty = True
 
     def live_venues(self, cid: int, now_ms: int) -> list[str]:
