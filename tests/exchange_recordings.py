@@ -11,6 +11,15 @@ from cmcstream.sources.exchanges.loopback import Answer, RecordedVenue
 
 DATA = Path(__file__).resolve().parent / "data" / "exchanges"
 KRAKEN = DATA / "kraken"
+BINANCE = DATA / "binance"
+
+# ccxt settings for the recorded Binance: spot markets only (the recording has no
+# futures endpoints), and the aggregate-trade stream the recorded frame is from.
+BINANCE_OPTIONS = {
+    "fetchMarkets": {"types": ["spot"]},
+    "watchTrades": {"name": "aggTrade"},
+    "watchTradesForSymbols": {"name": "aggTrade"},
+}
 
 EMPTY_RESULT = b'{"error":[],"result":{}}'
 
@@ -53,3 +62,31 @@ def kraken_pong(message: str) -> str | None:
 def kraken_venue() -> RecordedVenue:
     """A loopback Kraken: the recorded REST answers, and pongs to pings."""
     return RecordedVenue(kraken_answer(), kraken_pong)
+
+
+def binance_answer() -> Answer:
+    """Binance's REST API as recorded: the spot exchange info; no klines."""
+    info = (BINANCE / "exchangeInfo.json").read_bytes()
+
+    def answer(path: str, query: Mapping[str, str]) -> bytes | None:
+        if path == "/api/v3/exchangeInfo":
+            return info
+        if path == "/api/v3/klines":
+            return b"[]"
+        return None
+
+    return answer
+
+
+def binance_venue() -> RecordedVenue:
+    """A loopback Binance (WebSocket pings are the protocol's own, answered by websockets)."""
+    return RecordedVenue(binance_answer())
+
+
+def venue_urls(kraken: RecordedVenue, binance: RecordedVenue) -> dict[str, dict[str, str]]:
+    """``--exchange-url`` overrides pointing ccxt at the two loopback venues."""
+    return {
+        "kraken": {"public": kraken.http_url, "ws.publicV2": kraken.ws_url},
+        # ccxt tells Binance's spot streams by "/stream" in their URL.
+        "binance": {"public": f"{binance.http_url}/api/v3", "ws.spot": f"{binance.ws_url}/stream"},
+    }

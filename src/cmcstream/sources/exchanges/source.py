@@ -192,19 +192,28 @@ class ExchangeSource:
         return picked
 
     async def _fetch_history(self, until_ms: int) -> list[PriceSeries]:
-        """Each asset's bars from the first venue that has them, coarse series first."""
-        first: dict[int, Market] = {}
+        """Each asset's bars from the first venue (in ``--exchange`` order) that has them."""
+        by_cid: dict[int, list[Market]] = {}
         for m in self.markets:
-            first.setdefault(m.cid, m)
+            by_cid.setdefault(m.cid, []).append(m)
         out: list[PriceSeries] = []
         for timeframe, res_ms, bars in HISTORY:
             jobs = [
-                self._series(m, timeframe, res_ms, bars, until_ms)
-                for m in first.values()
-                if timeframe in (self.clients[m.venue].timeframes or {})
+                self._first_series(markets, timeframe, res_ms, bars, until_ms)
+                for markets in by_cid.values()
             ]
             out.extend(s for s in await asyncio.gather(*jobs) if s is not None)
         return out
+
+    async def _first_series(
+        self, markets: list[Market], timeframe: str, res_ms: int, bars: int, until_ms: int
+    ) -> PriceSeries | None:
+        for m in markets:
+            if timeframe in (self.clients[m.venue].timeframes or {}):
+                series = await self._series(m, timeframe, res_ms, bars, until_ms)
+                if series is not None:
+                    return series
+        return None
 
     async def _series(
         self, m: Market, timeframe: str, res_ms: int, bars: int, until_ms: int
