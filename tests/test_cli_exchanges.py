@@ -43,6 +43,14 @@ def test_each_source_names_its_side(values: tuple[str, ...], sides: tuple[str, s
             "expected ID:PATH=URL",
         ),
         (
+            ["--source", "exchanges", "--exchange", "kraken", "--exchange-option", "kraken:a={"],
+            "expected ID:KEY=JSON",
+        ),
+        (
+            ["--source", "exchanges", "--exchange", "kraken", "--exchange-option", "kraken:a"],
+            "expected ID:KEY=JSON",
+        ),
+        (
             ["--source", "exchanges", "--exchange", "kraken", "--asset", "PEPE"],
             "expected SYMBOL=ID",
         ),

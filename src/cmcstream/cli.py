@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
+import msgspec
 
 from cmcstream.config import DEFAULT_LEASE_TTL_S, ServerConfig, WriterPolicy
 from cmcstream.engine import build as engine_build
@@ -228,6 +229,13 @@ _source_options = _options(
         multiple=True,
         metavar="ID:PATH=URL",
         help="Override one of a ccxt client's API URLs, e.g. kraken:ws.publicV2=ws://…",
+    ),
+    click.option(
+        "--exchange-option",
+        "exchange_options",
+        multiple=True,
+        metavar="ID:KEY=JSON",
+        help='Set one of a ccxt client\'s options, e.g. binance:fetchMarkets={"types":["spot"]}.',
     ),
     click.option("--rpc", default=None, help="The chain's WebSocket JSON-RPC URL (ws://…)."),
     click.option("--platform-id", default=1, show_default=True, help="The chain's platform id."),
@@ -450,6 +458,7 @@ def serve(
         options.pop("quotes"),
         options.pop("asset_ids"),
         options.pop("exchange_urls"),
+        options.pop("exchange_options"),
     )
     config = _config(options)
     if workers > 1:
@@ -823,6 +832,7 @@ def _exchange_source(
     quotes: Sequence[str],
     asset_ids: Sequence[str],
     exchange_urls: Sequence[str],
+    exchange_options: Sequence[str],
 ) -> Callable[[], Any] | None:
     if side == "sim":
         if exchanges:
@@ -857,11 +867,30 @@ def _exchange_source(
                 f"--exchange-url: expected ID:PATH=URL for one of the --exchange ids, not {text!r}"
             )
         urls.setdefault(ex_id, {})[path] = url
+    client_options: dict[str, dict[str, Any]] = {}
+    for text in exchange_options:
+        ex_id, _, rest = text.partition(":")
+        key, sep, raw = rest.partition("=")
+        try:
+            value = msgspec.json.decode(raw) if sep else None
+        except msgspec.DecodeError:
+            value = None
+        if not sep or not key or value is None or ex_id not in exchanges:
+            raise click.UsageError(
+                "--exchange-option: expected ID:KEY=JSON for one of the --exchange ids,"
+                f" not {text!r}"
+            )
+        client_options.setdefault(ex_id, {})[key] = value
     wanted = [s for s in symbols.replace(" ", "").split(",") if s]
 
     def build() -> Any:
         return ExchangeSource(
-            exchanges, wanted, quotes or ("USD", "USDT", "USDC"), assets=table, urls=urls
+            exchanges,
+            wanted,
+            quotes or ("USD", "USDT", "USDC"),
+            assets=table,
+            urls=urls,
+            options=client_options,
         )
 
     return build

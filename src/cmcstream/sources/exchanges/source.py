@@ -81,6 +81,8 @@ class ExchangeSource:
             client's ``urls['api']`` (a proxy, a testnet, a loopback recording).
         client_config: settings for every ccxt client, over the default
             ``{"enableRateLimit": True}`` (a recording needs no throttle).
+        options: per exchange id, entries for that client's ccxt ``options``
+            (``{"binance": {"fetchMarkets": {"types": ["spot"]}}}``).
         clock: epoch ms now; the wall clock by default.
     """
 
@@ -94,6 +96,7 @@ class ExchangeSource:
         rules: VenueRules | None = None,
         urls: Mapping[str, Mapping[str, str]] | None = None,
         client_config: Mapping[str, Any] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
         clock: Callable[[], int] = _wall_ms,
     ) -> None:
         if not exchanges:
@@ -105,6 +108,7 @@ class ExchangeSource:
         self.book = VenueBook(rules)
         self._urls = urls or {}
         self._client_config = {"enableRateLimit": True, **(client_config or {})}
+        self._options = options or {}
         self._clock = clock
         self.clients: dict[str, Any] = {}
         self.markets: list[Market] = []
@@ -127,7 +131,11 @@ class ExchangeSource:
             cls = getattr(ccxtpro, ex_id, None)
             if cls is None:
                 raise ValueError(f"ccxt has no WebSocket client for {ex_id!r}")
-            client = cls(dict(self._client_config))
+            config = dict(self._client_config)
+            extra = self._options.get(ex_id)
+            if extra:
+                config["options"] = {**config.get("options", {}), **extra}
+            client = cls(config)
             for path, url in self._urls.get(ex_id, {}).items():
                 override_urls(client.urls, path, url)
             self.clients[ex_id] = client
