@@ -55,8 +55,16 @@ async def test_a_client_gets_the_price_of_the_recorded_trades() -> None:
                 push = await recv_json(ws)
                 if push["type"] == "data" and abs(push["data"]["p"] / vwap - 1) < 1e-12:
                     break
+            health = node.feed.health()
     finally:
         await venue.aclose()
+    assert health["market"] == {
+        "source": "exchanges",
+        "markets": ["kraken:BTC/USDT"],
+        "trades": len(trades),
+        "outliers": 0,
+    }
+    assert "simulator" not in health
     data = push["data"]
     assert push["channel"] == "market@crypto_latest_price"
     assert data["cid"] == 1

@@ -60,6 +60,8 @@ class LiveMarket(Source[MarketEvent], Protocol):
 
     async def aclose(self) -> None: ...
 
+    def health(self) -> dict[str, Any]: ...
+
 
 class Feed:
     """Sources through the engines onto the bus, for the topics some gateway watches.
@@ -184,11 +186,15 @@ class Feed:
             await self.market.source.aclose()
 
     def health(self) -> dict[str, Any]:
-        return {
-            "engine": engine_build(),
-            "published": self.publisher.published,
-            "simulator": {"seed": self.config.seed, "universe_size": self.config.universe_size},
-        }
+        health: dict[str, Any] = {"engine": engine_build(), "published": self.publisher.published}
+        if isinstance(self.market.source, LiveMarket):
+            health["market"] = self.market.source.health()
+        else:
+            health["simulator"] = {
+                "seed": self.config.seed,
+                "universe_size": self.config.universe_size,
+            }
+        return health
 
     # -- interest ----------------------------------------------------------------------------
 

@@ -168,6 +168,15 @@ class ExchangeSource:
                 await client.close()
         self.clients = {}
 
+    def health(self) -> dict[str, Any]:
+        """For ``GET /health``: the markets followed, trades taken, venue prices left out."""
+        return {
+            "source": "exchanges",
+            "markets": [f"{m.venue}:{m.symbol}" for m in self.markets],
+            "trades": self.received,
+            "outliers": self.book.rejected,
+        }
+
     # -- the Source interface ----------------------------------------------------------------
 
     def backfill(self, until_ms: int, prices: Mapping[int, float], /) -> Iterable[MarketEvent]:
