@@ -25,7 +25,7 @@ from cmcstream.engine.units import DAY_MS, HOUR_MS, MINUTE_MS
 from cmcstream.sources.exchanges.assets import AssetTable
 from cmcstream.sources.exchanges.venues import VenueBook, VenueRules
 
-__all__ = ["HISTORY", "ExchangeSource", "Market", "override_urls"]
+__all__ = ["HISTORY", "ExchangeSource", "Market", "ohlcv_series", "override_urls"]
 
 logger = logging.getLogger(__name__)
 
