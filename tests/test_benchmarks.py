@@ -257,3 +257,31 @@ def test_metrics_overhead_quick(tmp_path: Path) -> None:
     result = json.loads(file.read_text())
     assert len(result["ns_per_push"]["on"]) == len(result["ns_per_push"]["off"]) == 2
     assert all(ns > 0 for ns in result["ns_per_push"]["on"] + result["ns_per_push"]["off"])
+
+
+# -- the exchange source -------------------------------------------------------------------------
+
+EXCHANGE_INGEST = ROOT / "benchmarks" / "exchange_ingest.py"
+
+
+def test_exchange_ingest_quick_counts_every_trade(tmp_path: Path) -> None:
+    """Every replayed trade went through ccxt into the venue book, and both rates came out."""
+    done = subprocess.run(
+        [sys.executable, str(EXCHANGE_INGEST), "--quick", "--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [path] = tmp_path.glob("exchange-ingest-*.json")
+    result: dict[str, Any] = json.loads(path.read_text())
+    assert result["mode"] == "quick"
+    e2e, alone = result["end_to_end"], result["book_and_engine"]
+    assert e2e["trades"] >= 3_000  # the flush frames add a few
+    assert e2e["frames"] == 300
+    assert e2e["trades_per_cpu_s"] > 0
+    assert alone["trades"] == 3_000
+    assert alone["trades_per_cpu_s"] > 0
+    assert "trades/CPU s" in done.stdout

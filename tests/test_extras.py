@@ -1,8 +1,8 @@
 """`pip install cmcstream` without extras: the commands load, and need no optional package.
 
-Redis, PostgreSQL, the chain tools and the admin API are extras (`redis`, `postgres`, `evm`,
-`admin`); the test
-environment has them all, so this hides them from a fresh interpreter instead.
+Redis, PostgreSQL, the chain tools, the admin API and the exchange clients are extras
+(`redis`, `postgres`, `evm`, `admin`, `exchanges`); the test environment has them all, so
+this hides them from a fresh interpreter instead.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import importlib.abc, sys
 class Hide(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {"redis", "psycopg", "psycopg_pool", "web3", "eth_abi",
-                                   "fastapi", "starlette", "uvicorn", "httpx", "pydantic"}:
+                                   "fastapi", "starlette", "uvicorn", "httpx", "pydantic",
+                                   "ccxt"}:
             raise ModuleNotFoundError(f"No module named {name!r}")
         return None
 sys.meta_path.insert(0, Hide())
@@ -26,6 +27,11 @@ for command in (["--help"], ["serve", "--help"], ["keys", "--help"], ["market", 
     except SystemExit as exc:
         assert exc.code in (0, None), (command, exc.code)
 import cmcstream.app, cmcstream.server.gateway
+import cmcstream.sources.exchanges.venues, cmcstream.sources.exchanges.source
+try:
+    main(["serve", "--source", "exchanges", "--exchange", "kraken"], prog_name="cmcstream")
+except SystemExit as exc:
+    assert exc.code == 2, exc.code  # a usage error saying which extra to install
 print("OK")
 """
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
+import msgspec
 
 from cmcstream.config import DEFAULT_LEASE_TTL_S, ServerConfig, WriterPolicy
 from cmcstream.engine import build as engine_build
@@ -223,16 +224,58 @@ _admin_options = _options(
 )
 
 
-_evm_options = _options(
+_source_options = _options(
     click.option(
         "--source",
-        default="sim",
+        "sources",
+        multiple=True,
+        metavar="sim|exchanges|evm|replay:FILE|relay",
+        help="Where pushes come from, repeatable: exchanges (the market side, --exchange),"
+        " evm (the on-chain side, --rpc), sim (the default) simulates a side not named;"
+        " or alone, for every channel: replay:FILE (a `cmcstream record` file, paced by"
+        " --speed) or relay (--upstream, one upstream subscription per topic local clients"
+        " watch).",
+    ),
+    click.option(
+        "--exchange",
+        "exchanges",
+        multiple=True,
+        metavar="ID",
+        help="A ccxt exchange id (binance, kraken, …) for --source exchanges; repeatable.",
+    ),
+    click.option(
+        "--symbols",
+        default="BTC,ETH",
         show_default=True,
-        metavar="sim|evm|replay:FILE|relay",
-        help="Where pushes come from. sim: the simulators; evm: on-chain data from an EVM "
-        "chain over JSON-RPC (--rpc); replay:FILE: every channel from a `cmcstream record` "
-        "file, paced by --speed; relay: every channel from --upstream, one upstream "
-        "subscription per topic local clients watch.",
+        help="Base tickers the exchanges are followed for, comma-separated.",
+    ),
+    click.option(
+        "--quote",
+        "quotes",
+        multiple=True,
+        metavar="CODE",
+        help="Quote currencies used (valued at their USD peg); default USD, USDT, USDC.",
+    ),
+    click.option(
+        "--asset",
+        "asset_ids",
+        multiple=True,
+        metavar="SYMBOL=ID",
+        help="Map a ticker to a CoinMarketCap id beyond the bundled table; repeatable.",
+    ),
+    click.option(
+        "--exchange-url",
+        "exchange_urls",
+        multiple=True,
+        metavar="ID:PATH=URL",
+        help="Override one of a ccxt client's API URLs, e.g. kraken:ws.publicV2=ws://…",
+    ),
+    click.option(
+        "--exchange-option",
+        "exchange_options",
+        multiple=True,
+        metavar="ID:KEY=JSON",
+        help='Set one of a ccxt client\'s options, e.g. binance:fetchMarkets={"types":["spot"]}.',
     ),
     click.option(
         "--rpc",
@@ -483,7 +526,7 @@ def _run(coro: Coroutine[Any, Any, None], loop_name: str, host: str, port: int) 
 @_lease_ttl_option
 @_process_options
 @_admin_options
-@_evm_options
+@_source_options
 def serve(
     workers: int,
     bus: str | None,
@@ -502,10 +545,10 @@ def serve(
     (one process only).
     """
     log_args = _setup_logging(log_level, options)
-    source = _parse_source(options.pop("source"))
+    sources = _parse_sources(options.pop("sources"))
     repeat, upstream = options.pop("repeat"), options.pop("upstream")
     runner = _runner(
-        source,
+        sources.whole,
         repeat,
         upstream,
         options.pop("upstream_key"),
@@ -513,16 +556,27 @@ def serve(
         options.pop("upstream_connections"),
     )
     dex = _evm_source(
-        source.name,
+        sources.onchain,
         options.pop("rpc"),
         options.pop("platform_id"),
         options.pop("from_block"),
         options.pop("confirmations"),
     )
+    market = _exchange_source(
+        sources.market,
+        options.pop("exchanges"),
+        options.pop("symbols"),
+        options.pop("quotes"),
+        options.pop("asset_ids"),
+        options.pop("exchange_urls"),
+        options.pop("exchange_options"),
+    )
     config = _config(options)
     if workers > 1:
-        if source.name != "sim":
-            raise click.UsageError(f"--source {source.name} runs in one process (no --workers)")
+        if sources.named:
+            raise click.UsageError(
+                f"--source {sources.named[0]} runs in one process (no --workers)"
+            )
         if config.admin_port is not None:
             raise click.UsageError(
                 "--admin-port needs a single process (no --workers); with several, manage"
@@ -537,8 +591,13 @@ def serve(
         single.require("--bus joins processes through Redis")
     store = _open_store(config.store_location)
     try:
-        about = _describe(source, config.speed, repeat, upstream) if runner is not None else None
-        _run(_serve(config, store, single, dex, runner, about), loop_name, config.host, config.port)
+        about = _describe(sources.whole, config.speed, repeat, upstream)
+        _run(
+            _serve(config, store, single, dex, market, runner, about),
+            loop_name,
+            config.host,
+            config.port,
+        )
     finally:
         store.close()
 
@@ -600,6 +659,7 @@ async def _serve(
     store: Store,
     cluster: _Cluster | None,
     dex: Callable[[], Any] | None = None,
+    market: Callable[[], Any] | None = None,
     runner: Callable[[ServerConfig, Any], Any] | None = None,
     about: str | None = None,
 ) -> None:
@@ -618,12 +678,18 @@ async def _serve(
         # A replay or a relay in place of the feed, on the app's bus.
         bus = bus if bus is not None else MemoryBus()
         node = App(config, store, bus=bus, feed=runner(config, bus), leases=leases)
-    elif dex is None:
+    elif dex is None and market is None:
         node = App(config, store, bus=bus, leases=leases)
     else:
-        # Another on-chain source: the feed is built here, on the app's bus.
+        # Another source: the feed is built here, on the app's bus.
         bus = bus if bus is not None else MemoryBus()
-        node = App(config, store, bus=bus, feed=Feed(config, bus, dex=dex()), leases=leases)
+        feed = Feed(
+            config,
+            bus,
+            dex=dex() if dex is not None else None,
+            market=market() if market is not None else None,
+        )
+        node = App(config, store, bus=bus, feed=feed, leases=leases)
 
     def banner() -> None:
         click.echo(f"cmcstream {__version__} listening on {node.url}")
@@ -640,8 +706,13 @@ async def _serve(
         else:
             click.echo(f"  {store.count()} keys in the store; see `cmcstream keys list`")
         ready = f"ready in {time.monotonic() - started:.1f} s"
+        source = getattr(node.feed, "market", None)
+        venues = getattr(getattr(source, "source", None), "markets", None)
         if about is not None:
             click.echo(f"  source: {about} ({ready})")
+        elif venues is not None:
+            names = ", ".join(f"{m.venue} {m.symbol}" for m in venues)
+            click.echo(f"  market: exchanges ({names}) ({ready})")
         else:
             click.echo(
                 f"  market: {config.universe_size} assets, seed {config.seed},"
@@ -792,10 +863,17 @@ async def _feed(config: ServerConfig, cluster: _Cluster) -> None:
         click.echo(
             f"cmcstream {__version__} feed publishing on {cluster.url} (prefix {cluster.prefix})"
         )
-        click.echo(
-            f"  market: {config.universe_size} assets, seed {config.seed},"
-            f" speed {config.speed:g}x (ready in {time.monotonic() - started:.1f} s)"
-        )
+        ready = f"ready in {time.monotonic() - started:.1f} s"
+        source = getattr(node.feed, "market", None)
+        venues = getattr(getattr(source, "source", None), "markets", None)
+        if venues is not None:
+            names = ", ".join(f"{m.venue} {m.symbol}" for m in venues)
+            click.echo(f"  market: exchanges ({names}) ({ready})")
+        else:
+            click.echo(
+                f"  market: {config.universe_size} assets, seed {config.seed},"
+                f" speed {config.speed:g}x ({ready})"
+            )
         click.echo(f"  on-chain engine: {engine_build()}")
         click.echo("Press Ctrl-C to stop.")
 
@@ -881,10 +959,49 @@ class _Source:
     path: Path | None = None  # the recording of a replay
 
 
-def _parse_source(value: str) -> _Source:
-    """``--source``: sim and evm feed the simulated market; replay and relay feed every
-    channel, so they stand alone."""
-    if value in ("sim", "evm", "relay"):
+@dataclass(frozen=True, slots=True)
+class _Sources:
+    market: str = "sim"  # sim or exchanges
+    onchain: str = "sim"  # sim or evm
+    whole: _Source | None = None  # a replay or a relay: every channel
+
+    @property
+    def named(self) -> list[str]:
+        """The sources other than the simulators, as the user named them."""
+        named = [self.whole.name] if self.whole is not None else []
+        return named + [side for side in (self.market, self.onchain) if side != "sim"]
+
+
+_MARKET_SOURCES = ("sim", "exchanges")
+_ONCHAIN_SOURCES = ("sim", "evm")
+
+
+def _parse_sources(values: Sequence[str]) -> _Sources:
+    """The repeated ``--source``: at most one market source and one on-chain source (a side
+    not named is simulated), or a replay or a relay alone, which feed every channel."""
+    market: set[str] = set()
+    onchain: set[str] = set()
+    whole: list[_Source] = []
+    for value in values:
+        if value in _MARKET_SOURCES or value in _ONCHAIN_SOURCES:
+            (market if value in _MARKET_SOURCES else onchain).add(value)
+        else:
+            whole.append(_parse_whole(value))
+    market.discard("sim")
+    onchain.discard("sim")
+    if whole:
+        if len(whole) > 1 or market or onchain:
+            raise click.UsageError(
+                "--source replay:FILE and --source relay feed every channel: name no other source"
+            )
+        return _Sources(whole=whole[0])
+    if len(market) > 1 or len(onchain) > 1:
+        raise click.UsageError("--source: one market source and one on-chain source at most")
+    return _Sources(market=min(market, default="sim"), onchain=min(onchain, default="sim"))
+
+
+def _parse_whole(value: str) -> _Source:
+    if value == "relay":
         return _Source(value)
     name, colon, path = value.partition(":")
     if name == "replay":
@@ -893,19 +1010,30 @@ def _parse_source(value: str) -> _Source:
         if not Path(path).is_file():
             raise click.UsageError(f"--source replay: no file at {path}")
         return _Source("replay", Path(path))
-    raise click.UsageError(f"--source: expected sim, evm, replay:FILE or relay, not {value!r}")
+    raise click.UsageError(
+        f"--source: expected sim, exchanges, evm, replay:FILE or relay, not {value!r}"
+    )
 
 
-def _describe(source: _Source, speed: float, repeat: bool, upstream: str) -> str:
+def _describe(source: _Source | None, speed: float, repeat: bool, upstream: str) -> str | None:
+    if source is None:
+        return None
     if source.name == "replay":
         return f"replay of {source.path} at {speed:g}x" + (", repeated" if repeat else "")
     return f"relay of {upstream}"
 
 
 def _runner(
-    source: _Source, repeat: bool, upstream: str, key: str | None, linger: float, connections: int
+    source: _Source | None,
+    repeat: bool,
+    upstream: str,
+    key: str | None,
+    linger: float,
+    connections: int,
 ) -> Callable[[ServerConfig, Any], Any] | None:
     """What runs in place of the feed for a replay or a relay: built on the app's bus."""
+    if source is None:
+        return None
     if source.name == "replay":
         path = source.path
         assert path is not None
@@ -930,6 +1058,77 @@ def _runner(
 
         return relay
     return None
+
+
+def _exchange_source(
+    side: str,
+    exchanges: Sequence[str],
+    symbols: str,
+    quotes: Sequence[str],
+    asset_ids: Sequence[str],
+    exchange_urls: Sequence[str],
+    exchange_options: Sequence[str],
+) -> Callable[[], Any] | None:
+    if side == "sim":
+        if exchanges:
+            raise click.UsageError("--exchange needs --source exchanges")
+        return None
+    if not exchanges:
+        raise click.UsageError("--source exchanges needs --exchange ID (binance, kraken, …)")
+    try:
+        import ccxt.pro  # only to fail here, with the way to install it
+
+        from cmcstream.sources.exchanges.assets import AssetTable, parse_asset
+        from cmcstream.sources.exchanges.source import ExchangeSource
+    except ImportError:
+        raise click.UsageError(
+            "--source exchanges needs the exchanges extra: pip install 'cmcstream[exchanges]'"
+        ) from None
+    missing = [e for e in exchanges if not hasattr(ccxt.pro, e)]
+    if missing:
+        raise click.UsageError(f"--exchange: ccxt has no WebSocket client for {', '.join(missing)}")
+    try:
+        table = AssetTable.build(
+            quotes or ("USD", "USDT", "USDC"), dict(map(parse_asset, asset_ids))
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    urls: dict[str, dict[str, str]] = {}
+    for text in exchange_urls:
+        ex_id, _, rest = text.partition(":")
+        path, sep, url = rest.partition("=")
+        if not sep or not path or not url or ex_id not in exchanges:
+            raise click.UsageError(
+                f"--exchange-url: expected ID:PATH=URL for one of the --exchange ids, not {text!r}"
+            )
+        urls.setdefault(ex_id, {})[path] = url
+    client_options: dict[str, dict[str, Any]] = {}
+    for text in exchange_options:
+        ex_id, _, rest = text.partition(":")
+        key, sep, raw = rest.partition("=")
+        try:
+            value = msgspec.json.decode(raw) if sep else None
+        except msgspec.DecodeError:
+            value = None
+        if not sep or not key or value is None or ex_id not in exchanges:
+            raise click.UsageError(
+                "--exchange-option: expected ID:KEY=JSON for one of the --exchange ids,"
+                f" not {text!r}"
+            )
+        client_options.setdefault(ex_id, {})[key] = value
+    wanted = [s for s in symbols.replace(" ", "").split(",") if s]
+
+    def build() -> Any:
+        return ExchangeSource(
+            exchanges,
+            wanted,
+            quotes or ("USD", "USDT", "USDC"),
+            assets=table,
+            urls=urls,
+            options=client_options,
+        )
+
+    return build
 
 
 # -- an EVM chain as the on-chain source ----------------------------------------------------------

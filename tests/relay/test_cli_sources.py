@@ -25,7 +25,7 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
         ("replay:", [], "--source replay needs a file"),
         ("replay:/no/such/file.jsonl", [], "no file at /no/such/file.jsonl"),
         ("relay", [], "--source relay needs --upstream-key"),
-        ("cmc", [], "expected sim, evm, replay:FILE or relay, not 'cmc'"),
+        ("cmc", [], "expected sim, exchanges, evm, replay:FILE or relay, not 'cmc'"),
         ("relay", ["--upstream-key", "k", "--workers", "2"], "runs in one process"),
     ],
 )

@@ -12,7 +12,7 @@ from cmcstream.bus.base import Bus
 from cmcstream.clock import Clock, SimClock, SystemClock
 from cmcstream.config import ServerConfig
 from cmcstream.engine import build as engine_build
-from cmcstream.engine.events import DexEvent
+from cmcstream.engine.events import DexEvent, MarketEvent
 from cmcstream.engine.market import MarketEngine
 from cmcstream.engine.onchain import OnchainEngine
 from cmcstream.engine.tokens import REFERENCE_TOKENS
@@ -34,7 +34,7 @@ from cmcstream.sources.simulator.market import MarketSimulator
 from cmcstream.sources.simulator.reference_prices import ReferencePrices
 from cmcstream.sources.simulator.universe import Universe
 
-__all__ = ["Feed", "LiveSource"]
+__all__ = ["Feed", "LiveMarket", "LiveSource"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,17 @@ class LiveSource(Source[DexEvent], Protocol):
     def history(self) -> Sequence[DexEvent]: ...
 
 
+@runtime_checkable
+class LiveMarket(Source[MarketEvent], Protocol):
+    """A market source that connects somewhere (exchanges): started before its back-fill."""
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
 class Feed:
     """Sources through the engines onto the bus, for the topics some gateway watches.
 
@@ -71,6 +82,8 @@ class Feed:
         dex: the on-chain source instead of the DEX simulator (a chain: see
             :class:`LiveSource`); its events are real time, so ``clock``
             defaults to the system clock then.
+        market: the market source instead of the market simulator (exchanges:
+            see :class:`LiveMarket`); real time too.
     """
 
     def __init__(
@@ -81,24 +94,28 @@ class Feed:
         clock: Clock | None = None,
         wall: Clock | None = None,
         dex: Source[DexEvent] | None = None,
+        market: Source[MarketEvent] | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
         if clock is None:
-            clock = SimClock(config.speed, config.start_ms) if dex is None else SystemClock()
+            simulated = dex is None and market is None
+            clock = SimClock(config.speed, config.start_ms) if simulated else SystemClock()
         self.clock: Clock = clock
         self.wall: Clock = wall if wall is not None else SystemClock()
         self.registry = ChannelRegistry()
         self.publisher = Publisher(bus)
         self.universe = Universe.load(config.universe_size, seed=config.seed)
         self.lag_s: dict[str, float] = {}
-        self.simulator = MarketSimulator(
-            self.universe,
-            seed=config.seed,
-            step_ms=config.fast_cadence_ms,
-        )
+        self.simulator: MarketSimulator | None = None
+        if market is None:
+            market = self.simulator = MarketSimulator(
+                self.universe,
+                seed=config.seed,
+                step_ms=config.fast_cadence_ms,
+            )
         self.market = MarketFeed(
-            self.simulator,
+            market,
             MarketEngine(
                 fast_cadence_ms=config.fast_cadence_ms,
                 slow_cadence_ms=config.slow_cadence_ms,
@@ -131,6 +148,8 @@ class Feed:
 
     async def start(self) -> None:
         """Build the history, then follow interest and run the tick loops."""
+        if isinstance(self.market.source, LiveMarket):
+            await self.market.source.start()
         # History ends on a cadence boundary, so a fixed --start and --seed give
         # the same market whatever the machine took to get here.
         now_ms = self.clock.now_ms()
@@ -174,17 +193,23 @@ class Feed:
         self._loops = []
         if isinstance(self.dex, LiveSource):
             await self.dex.aclose()
+        if isinstance(self.market.source, LiveMarket):
+            await self.market.source.aclose()
 
     def lag(self) -> dict[str, float]:
         """Wall seconds each loop ran behind its due time when it last ran."""
         return dict(self.lag_s)
 
     def health(self) -> dict[str, Any]:
-        return {
-            "engine": engine_build(),
-            "published": self.publisher.published,
-            "simulator": {"seed": self.config.seed, "universe_size": self.config.universe_size},
-        }
+        health: dict[str, Any] = {"engine": engine_build(), "published": self.publisher.published}
+        if isinstance(self.market.source, LiveMarket):
+            health["market"] = self.market.source.health()
+        else:
+            health["simulator"] = {
+                "seed": self.config.seed,
+                "universe_size": self.config.universe_size,
+            }
+        return health
 
     async def choices(self) -> Choices:
         """What the playground offers: the simulated world's, or what a chain listed so far."""

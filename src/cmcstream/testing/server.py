@@ -18,7 +18,7 @@ from cmcstream.app import App
 from cmcstream.bus.base import Bus
 from cmcstream.bus.memory import MemoryBus
 from cmcstream.config import ServerConfig
-from cmcstream.engine.events import DexEvent
+from cmcstream.engine.events import DexEvent, MarketEvent
 from cmcstream.feed import Feed
 from cmcstream.feed.runner import FeedRunner
 from cmcstream.server.gateway import Gateway
@@ -55,6 +55,7 @@ async def running_server(
     store: Store | None = None,
     dex: Source[DexEvent] | None = None,
     feed: Callable[[ServerConfig, Bus], FeedRunner] | None = None,
+    market: Source[MarketEvent] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[RunningNode]:
     """Start a server on ``127.0.0.1:0``; shut it down gracefully on exit.
@@ -65,6 +66,7 @@ async def running_server(
         store: a key store; defaults to a fresh in-memory one.
         dex: an on-chain source in place of the DEX simulator (a chain).
         feed: builds what runs in place of the feed (a replay, a relay) on the node's bus.
+        market: a market source in place of the market simulator (exchanges).
         overrides: :class:`ServerConfig` fields to replace (``port`` included;
             the host is always 127.0.0.1).
     """
@@ -77,11 +79,11 @@ async def running_server(
     if feed is not None:
         bus = MemoryBus()
         node = RunningNode(config, store, bus=bus, feed=feed(config, bus))
-    elif dex is None:
+    elif dex is None and market is None:
         node = RunningNode(config, store)
     else:
         bus = MemoryBus()
-        node = RunningNode(config, store, bus=bus, feed=Feed(config, bus, dex=dex))
+        node = RunningNode(config, store, bus=bus, feed=Feed(config, bus, dex=dex, market=market))
     node.demo_key = store.create(plan="startup", name="test").key
     await node.start()
     try:
