@@ -229,3 +229,24 @@ def test_a_topic_gives_back_its_subscription() -> None:
         "onchain@kline|14|0xabc",
     ):
         assert ChannelRegistry().subscription_of(bad) is None
+
+
+def test_a_push_names_its_subscription_by_channel_and_params() -> None:
+    registry = ChannelRegistry()
+    (kline,) = registry.normalize(
+        spec("onchain@kline"), {"platform_id": 14, "address": BSC_USDT, "interval": "1m"}
+    )
+    assert registry.subscription_of_push("onchain@kline", dict(kline.params)) is kline
+    market = registry.subscription_of_push("market@crypto_latest_price", {"crypto_ids": 1027})
+    assert market is not None
+    assert market.topic == "market@crypto_latest_price|1027"
+    for channel, params in (
+        ("market@nope", {"crypto_ids": 1}),  # no such channel
+        ("market@crypto_latest_price", {}),  # a param missing
+        ("market@crypto_latest_price", {"crypto_ids": 1, "x": 2}),  # one too many
+        ("market@crypto_latest_price", {"ids": 1}),  # the wrong name
+        ("market@crypto_latest_price", {"crypto_ids": True}),  # a bool is not an id
+        ("market@crypto_latest_price", {"crypto_ids": [1, 2]}),  # a list names several
+        ("market@crypto_latest_price", {"crypto_ids": 1.5}),
+    ):
+        assert registry.subscription_of_push(channel, params) is None
