@@ -669,6 +669,7 @@ async def _serve(
 
     demo = _demo_key(store)
     started = time.monotonic()
+    exchanges: Any = None  # the exchange source, when it is the market's
     bus: Any = None
     leases = None
     if cluster is not None:
@@ -683,35 +684,19 @@ async def _serve(
     else:
         # Another source: the feed is built here, on the app's bus.
         bus = bus if bus is not None else MemoryBus()
-        feed = Feed(
-            config,
-            bus,
-            dex=dex() if dex is not None else None,
-            market=market() if market is not None else None,
-        )
+        exchanges = market() if market is not None else None
+        feed = Feed(config, bus, dex=dex() if dex is not None else None, market=exchanges)
         node = App(config, store, bus=bus, feed=feed, leases=leases)
 
     def banner() -> None:
         click.echo(f"cmcstream {__version__} listening on {node.url}")
-        scheme = "http" if config.tls_cert is None else "https"
-        click.echo(f"  health:   {scheme}://{config.host}:{node.port}/health")
-        click.echo(f"  playground: {scheme}://{config.host}:{node.port}/")
-        if config.metrics:
-            click.echo(f"  metrics:  {scheme}://{config.host}:{node.port}/metrics")
-        if node.admin is not None:
-            click.echo(f"  admin API: {node.admin.url}  (OpenAPI: {node.admin.url}/openapi.json)")
-        click.echo(f"  key store: {store.location}")
-        if demo is not None:
-            click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
-        else:
-            click.echo(f"  {store.count()} keys in the store; see `cmcstream keys list`")
+        admin = node.admin.url if node.admin is not None else None
+        _echo_endpoints(config, node.port, store.location, demo, store.count, admin)
         ready = f"ready in {time.monotonic() - started:.1f} s"
-        source = getattr(node.feed, "market", None)
-        venues = getattr(getattr(source, "source", None), "markets", None)
         if about is not None:
             click.echo(f"  source: {about} ({ready})")
-        elif venues is not None:
-            names = ", ".join(f"{m.venue} {m.symbol}" for m in venues)
+        elif exchanges is not None:
+            names = ", ".join(f"{m.venue} {m.symbol}" for m in exchanges.markets)
             click.echo(f"  market: exchanges ({names}) ({ready})")
         else:
             click.echo(
@@ -728,6 +713,29 @@ async def _serve(
 
     await _run_node(node, banner)
     click.echo("stopped.")
+
+
+def _echo_endpoints(
+    config: ServerConfig,
+    port: int,
+    location: str,
+    demo: KeyRecord | None,
+    count: Callable[[], int],
+    admin: str | None = None,
+) -> None:
+    """The banner's lines of every server: where to reach it, the key store, a key to try."""
+    base = f"{'http' if config.tls_cert is None else 'https'}://{config.host}:{port}"
+    click.echo(f"  health:   {base}/health")
+    click.echo(f"  playground: {base}/")
+    if config.metrics:
+        click.echo(f"  metrics:  {base}/metrics")
+    if admin is not None:
+        click.echo(f"  admin API: {admin}  (OpenAPI: {admin}/openapi.json)")
+    click.echo(f"  key store: {location}")
+    if demo is not None:
+        click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
+    else:
+        click.echo(f"  {count()} keys in the store; see `cmcstream keys list`")
 
 
 def _demo_key(store: Store) -> KeyRecord | None:
@@ -787,14 +795,8 @@ def _serve_workers(
         def banner() -> None:
             scheme = "ws" if config.tls_cert is None else "wss"
             click.echo(f"cmcstream {__version__} listening on {scheme}://{config.host}:{port}/v1")
-            http_scheme = "http" if scheme == "ws" else "https"
-            click.echo(f"  health:   {http_scheme}://{config.host}:{port}/health")
-            click.echo(f"  playground: {http_scheme}://{config.host}:{port}/")
-            click.echo(f"  key store: {_safe_location(config.store_location)}")
-            if demo is not None:
-                click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
-            else:
-                click.echo(f"  {keys} keys in the store; see `cmcstream keys list`")
+            location = _safe_location(config.store_location)
+            _echo_endpoints(config, port, location, demo, lambda: keys)
             click.echo(
                 f"  market: {config.universe_size} assets, seed {config.seed},"
                 f" speed {config.speed:g}x"
@@ -928,19 +930,9 @@ async def _gateway(config: ServerConfig, store: Store, cluster: _Cluster) -> Non
 
     def banner() -> None:
         click.echo(f"cmcstream {__version__} gateway listening on {node.url}")
-        scheme = "http" if config.tls_cert is None else "https"
-        click.echo(f"  health:   {scheme}://{config.host}:{node.port}/health")
-        click.echo(f"  playground: {scheme}://{config.host}:{node.port}/")
-        if config.metrics:
-            click.echo(f"  metrics:  {scheme}://{config.host}:{node.port}/metrics")
-        if node.admin is not None:
-            click.echo(f"  admin API: {node.admin.url}  (OpenAPI: {node.admin.url}/openapi.json)")
-        click.echo(f"  key store: {store.location}")
+        admin = node.admin.url if node.admin is not None else None
         demo = _find_demo_key(store)
-        if demo is not None:
-            click.echo(f"  demo key: {demo.key}  (plan {demo.plan})")
-        else:
-            click.echo(f"  {store.count()} keys in the store; see `cmcstream keys list`")
+        _echo_endpoints(config, node.port, store.location, demo, store.count, admin)
         click.echo(f"  bus: {cluster.url} (prefix {cluster.prefix})")
         click.echo("Press Ctrl-C to stop.")
 

@@ -21,6 +21,33 @@ def evm_server(anvil: Anvil) -> Any:
     return running_server(dex=EvmSource(anvil.ws_url, 1, from_block=0))
 
 
+def every_channel(token: str, pool: str, wallet: str) -> list[dict[str, Any]]:
+    """A subscribe of each of the nine on-chain channels, on one token, pool and wallet."""
+    base = {"platform_id": 1, "address": [token]}
+    return [
+        {"channel": "onchain@transaction", "params": base},
+        {"channel": "onchain@token_agg_event", "params": base},
+        {"channel": "onchain@liquidity_event", "params": base},
+        {"channel": "onchain@kline", "params": {**base, "interval": "1s"}},
+        {"channel": "onchain@unique_trader", "params": {**base, "interval": "1s"}},
+        {"channel": "onchain@token_metric", "params": base},
+        {"channel": "onchain@holders_metrics", "params": base},
+        {"channel": "onchain@pool_metric", "params": {"platform_id": 1, "pool_address": pool}},
+        {"channel": "onchain@holder_wallet_update",
+         "params": {"platform_id": 1, "wallet_address": wallet}},
+    ]  # fmt: skip
+
+
+async def subscribe_every_channel(ws: Any, token: str, pool: str, wallet: str) -> set[str]:
+    """After the welcome, subscribe to :func:`every_channel`; each is acked. The channels."""
+    await welcomed(ws)
+    requests = every_channel(token, pool, wallet)
+    for i, req in enumerate(requests):
+        ack = await request(ws, {"id": i, "method": "subscribe", **req})
+        assert ack["type"] == "ack", ack
+    return {req["channel"] for req in requests}
+
+
 async def test_every_onchain_channel_follows_the_chain(
     anvil: Anvil, w3: Any, dex: DevChain
 ) -> None:
@@ -29,25 +56,8 @@ async def test_every_onchain_channel_follows_the_chain(
     pepe = dex.tokens["PEPE"].address.lower()
     pair = dex.pairs["PEPE/USDC"]
     trader = dex.traders[0]
-    base = {"platform_id": 1, "address": [pepe]}
-    requests = [
-        {"channel": "onchain@transaction", "params": base},
-        {"channel": "onchain@token_agg_event", "params": base},
-        {"channel": "onchain@liquidity_event", "params": base},
-        {"channel": "onchain@kline", "params": {**base, "interval": "1s"}},
-        {"channel": "onchain@unique_trader", "params": {**base, "interval": "1s"}},
-        {"channel": "onchain@token_metric", "params": base},
-        {"channel": "onchain@holders_metrics", "params": base},
-        {"channel": "onchain@pool_metric",
-         "params": {"platform_id": 1, "pool_address": pair.address.lower()}},
-        {"channel": "onchain@holder_wallet_update",
-         "params": {"platform_id": 1, "wallet_address": trader.lower()}},
-    ]  # fmt: skip
     async with evm_server(anvil) as node, dial(node.url, node.demo_key) as ws:
-        await welcomed(ws)
-        for i, req in enumerate(requests):
-            ack = await request(ws, {"id": i, "method": "subscribe", **req})
-            assert ack["type"] == "ack", ack
+        channels = await subscribe_every_channel(ws, pepe, pair.address.lower(), trader.lower())
         receipts = []
         for i in range(5):
             sold, bought = ("USDC", "PEPE") if i % 2 == 0 else ("PEPE", "USDC")
@@ -65,7 +75,7 @@ async def test_every_onchain_channel_follows_the_chain(
             except TimeoutError:
                 break
             frames[frame["channel"]].append(frame["data"])
-    missing = {r["channel"] for r in requests} - set(frames)
+    missing = channels - set(frames)
     assert not missing, f"no pushes on {missing}"
 
     # One transaction push per swap, located where the chain has it.

@@ -15,9 +15,9 @@ from cmcstream.sources.evm.abi import V3_FACTORY, V3_POOL
 from cmcstream.sources.evm.anvil import Anvil
 from cmcstream.sources.evm.decode import topic_of
 from cmcstream.sources.evm.devchain import V3_FEE, DevChain
-from tests.evm.test_serve import evm_server
+from tests.evm.test_serve import evm_server, subscribe_every_channel
 from tests.evm.test_source import engine_of, following, settled
-from tests.server.conftest import dial, recv_json, request, welcomed
+from tests.server.conftest import dial, recv_json
 
 V3_SWAP = "0x" + topic_of(V3_POOL[1]).hex()
 
@@ -145,25 +145,8 @@ async def test_every_onchain_channel_follows_a_v3_pool(
     pepe = dex.tokens["PEPE"].address.lower()
     pool = dex.pools["PEPE/WETH"]
     trader = dex.traders[1]
-    base = {"platform_id": 1, "address": [pepe]}
-    requests = [
-        {"channel": "onchain@transaction", "params": base},
-        {"channel": "onchain@token_agg_event", "params": base},
-        {"channel": "onchain@liquidity_event", "params": base},
-        {"channel": "onchain@kline", "params": {**base, "interval": "1s"}},
-        {"channel": "onchain@unique_trader", "params": {**base, "interval": "1s"}},
-        {"channel": "onchain@token_metric", "params": base},
-        {"channel": "onchain@holders_metrics", "params": base},
-        {"channel": "onchain@pool_metric",
-         "params": {"platform_id": 1, "pool_address": pool.address.lower()}},
-        {"channel": "onchain@holder_wallet_update",
-         "params": {"platform_id": 1, "wallet_address": trader.lower()}},
-    ]  # fmt: skip
     async with evm_server(anvil) as node, dial(node.url, node.demo_key) as ws:
-        await welcomed(ws)
-        for i, req in enumerate(requests):
-            ack = await request(ws, {"id": i, "method": "subscribe", **req})
-            assert ack["type"] == "ack", ack
+        channels = await subscribe_every_channel(ws, pepe, pool.address.lower(), trader.lower())
         receipts = []
         for i in range(4):
             sold, bought = ("WETH", "PEPE") if i % 2 == 0 else ("PEPE", "WETH")
@@ -183,7 +166,7 @@ async def test_every_onchain_channel_follows_a_v3_pool(
                 break
             frames[frame["channel"]].append(frame["data"])
         served = engine_state(node.feed.onchain.engine, state)
-    missing = {r["channel"] for r in requests} - set(frames)
+    missing = channels - set(frames)
     assert not missing, f"no pushes on {missing}"
     assert served == state
 

@@ -59,6 +59,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from cmcstream.bus.base import BusHandler, InterestHandler
+from cmcstream.tasks import cancel_all
 
 __all__ = ["RedisBus"]
 
@@ -317,11 +318,7 @@ class RedisBus:
         if "sender" in self._tasks and self._pending and self._sender_up:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._sent.wait(), 1.0)
-        for task in self._tasks.values():
-            task.cancel()
-        for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks.values())
         self._tasks.clear()
         if self._redis is not None and self._handler is not None:
             try:

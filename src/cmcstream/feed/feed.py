@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -33,6 +32,7 @@ from cmcstream.sources.simulator.dex_world import DexWorld
 from cmcstream.sources.simulator.market import MarketSimulator
 from cmcstream.sources.simulator.reference_prices import ReferencePrices
 from cmcstream.sources.simulator.universe import Universe
+from cmcstream.tasks import cancel_all
 
 __all__ = ["Feed", "LiveMarket", "LiveSource"]
 
@@ -185,11 +185,7 @@ class Feed:
             self._loops.append(loop.create_task(self._follow(self.dex), name="onchain-live"))
 
     async def stop(self) -> None:
-        for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._loops)
         self._loops = []
         if isinstance(self.dex, LiveSource):
             await self.dex.aclose()

@@ -24,7 +24,6 @@ upstream push on the local bus, re-stamped with the local send time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -37,6 +36,7 @@ from cmcstream.feed.publisher import Publisher
 from cmcstream.protocol.billing import MILLI, BillingModel, CreditMeter, PerSubscription
 from cmcstream.protocol.channels import CHANNELS, ChannelRegistry, Subscription
 from cmcstream.protocol.codes import ErrorCode
+from cmcstream.tasks import cancel_all
 
 __all__ = ["Relay"]
 
@@ -121,11 +121,7 @@ class Relay:
     async def stop(self) -> None:
         for handle in self._lingering.values():
             handle.cancel()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         await self.stream.close()
         self.report()

@@ -527,25 +527,7 @@ class EvmSource:
         touched[origin] = None
         if d.name == "Swap":
             net0 = a["amount0In"] - a["amount0Out"]
-            net1 = a["amount1In"] - a["amount1Out"]
-            if net0 > 0:
-                t_in, t_out, amount_in, amount_out = pool.token0, pool.token1, net0, -net1
-            else:
-                t_in, t_out, amount_in, amount_out = pool.token1, pool.token0, net1, -net0
-            swap = Swap(
-                chain,
-                d.block,
-                ts,
-                d.tx,
-                d.address,
-                origin,
-                origin,
-                t_in,
-                t_out,
-                amount_in,
-                amount_out,
-                log_index=d.log_index,
-            )
+            swap = self._swap(pool, d, ts, origin, net0, a["amount1In"] - a["amount1Out"])
             self._move(swap)
             ev: DexEvent = swap
         else:
@@ -584,26 +566,8 @@ class EvmSource:
         self._touch(pool)
         ev: DexEvent
         if d.name == "V3Swap":
-            a0, a1 = a["amount0"], a["amount1"]  # signed: what the pool received
-            if a0 > 0 or (a0 == 0 and a1 < 0):
-                t_in, t_out, amount_in, amount_out = pool.token0, pool.token1, a0, -a1
-            else:
-                t_in, t_out, amount_in, amount_out = pool.token1, pool.token0, a1, -a0
-            ev = Swap(
-                chain,
-                d.block,
-                ts,
-                d.tx,
-                d.address,
-                origin,
-                origin,
-                t_in,
-                t_out,
-                amount_in,
-                amount_out,
-                log_index=d.log_index,
-                sqrt_price_x96=a["sqrtPriceX96"],
-            )
+            # Signed: what the pool received of each token.
+            ev = self._swap(pool, d, ts, origin, a["amount0"], a["amount1"], a["sqrtPriceX96"])
             self._move(ev)
         elif d.name in ("V3Mint", "V3Burn"):
             a0, a1 = a["amount0"], a["amount1"]
@@ -691,6 +655,37 @@ class EvmSource:
             self._liquid(ev)
             self._journal.append(ev)
         return pool
+
+    def _swap(
+        self,
+        pool: _Pool,
+        d: Decoded,
+        ts: int,
+        origin: str,
+        net0: int,
+        net1: int,
+        sqrt_price_x96: int | None = None,
+    ) -> Swap:
+        """A swap from what the pool received of each token (what it paid out is negative)."""
+        if net0 > 0 or (net0 == 0 and net1 < 0):
+            t_in, t_out, amount_in, amount_out = pool.token0, pool.token1, net0, -net1
+        else:
+            t_in, t_out, amount_in, amount_out = pool.token1, pool.token0, net1, -net0
+        return Swap(
+            self.chain,
+            d.block,
+            ts,
+            d.tx,
+            d.address,
+            origin,
+            origin,
+            t_in,
+            t_out,
+            amount_in,
+            amount_out,
+            log_index=d.log_index,
+            sqrt_price_x96=sqrt_price_x96,
+        )
 
     def _move(self, ev: Swap) -> None:
         pool = self._pools.get(ev.pool)

@@ -45,17 +45,7 @@ class AssetTable:
         pegs: dict[str, float] = {"USD": 1.0}
         for a in Universe.real_assets():  # by rank: the first holder of a ticker keeps it
             ids.setdefault(a.symbol.upper(), a.cid)
-            listings[a.cid] = AssetListed(
-                cid=a.cid,
-                symbol=a.symbol,
-                name=a.name,
-                rank=a.rank,
-                circulating_supply=a.circulating_supply,
-                max_supply=a.max_supply,
-                total_supply=a.total_supply,
-                launch_ts=a.launch_ts,
-                launch_price=a.launch_price,
-            )
+            listings[a.cid] = a.listing()
             if a.peg is not None:
                 pegs.setdefault(a.symbol.upper(), a.peg)
         rank = len(listings)

@@ -24,6 +24,7 @@ from cmcstream.engine.events import MarketEvent, PriceSeries
 from cmcstream.engine.units import DAY_MS, HOUR_MS, MINUTE_MS
 from cmcstream.sources.exchanges.assets import AssetTable
 from cmcstream.sources.exchanges.venues import VenueBook, VenueRules
+from cmcstream.tasks import cancel_all
 
 __all__ = ["HISTORY", "ExchangeSource", "Market", "ohlcv_series", "override_urls"]
 
@@ -157,11 +158,7 @@ class ExchangeSource:
         ]
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks)
         self._tasks = []
         for client in self.clients.values():
             with contextlib.suppress(Exception):

@@ -47,7 +47,6 @@ from itertools import accumulate, repeat
 from operator import add, mul
 
 from cmcstream.engine.events import (
-    AssetListed,
     MarketEvent,
     PriceSeries,
     SupplyChanged,
@@ -175,17 +174,7 @@ class MarketSimulator:
 
     def _history(self, now_ms: int, seed: int) -> Iterator[MarketEvent]:
         for a in self._assets:
-            yield AssetListed(
-                cid=a.cid,
-                symbol=a.symbol,
-                name=a.name,
-                rank=a.rank,
-                circulating_supply=a.circulating_supply,
-                max_supply=a.max_supply,
-                total_supply=a.total_supply,
-                launch_ts=a.launch_ts,
-                launch_price=a.launch_price,
-            )
+            yield a.listing()
         rng = random.Random(seed)
         gauss = rng.gauss
         pool = [gauss(0.0, 1.0) for _ in range(_POOL_SIZE)]

@@ -54,6 +54,8 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 
+from cmcstream.engine.events import AssetListed
+
 __all__ = ["GENERATED_ID_BASE", "UNKNOWN_SUPPLY_ONE_IN", "Asset", "Universe"]
 
 GENERATED_ID_BASE = 100_000
@@ -133,6 +135,20 @@ class Asset:
     def __post_init__(self) -> None:
         if self.circulating_supply is not None:
             object.__setattr__(self, "market_cap", self.price * self.circulating_supply)
+
+    def listing(self) -> AssetListed:
+        """The event that lists this asset (its price history comes separately)."""
+        return AssetListed(
+            cid=self.cid,
+            symbol=self.symbol,
+            name=self.name,
+            rank=self.rank,
+            circulating_supply=self.circulating_supply,
+            max_supply=self.max_supply,
+            total_supply=self.total_supply,
+            launch_ts=self.launch_ts,
+            launch_price=self.launch_price,
+        )
 
 
 def _opt_float(text: str) -> float | None:
