@@ -16,21 +16,25 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-__all__ = ["PATH", "make_process_request"]
+__all__ = ["PATH", "make_process_request", "response"]
 
 PATH = "/v1"
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers(
+def response(
+    status: http.HTTPStatus, body: bytes, content_type: str, *headers: tuple[str, str]
+) -> Response:
+    """A whole plain HTTP answer; the connection closes after it."""
+    fields = Headers(
         [
             ("Content-Type", content_type),
             ("Content-Length", str(len(body))),
+            *headers,
             ("Connection", "close"),
         ]
     )
-    return Response(status.value, status.phrase, headers, body)
+    return Response(status.value, status.phrase, fields, body)
 
 
 def make_process_request(
@@ -54,11 +58,11 @@ def make_process_request(
             return None  # the WebSocket handshake proceeds (426 if it is not one)
         if path == "/health":
             body = msgspec.json.encode(health())
-            return _response(http.HTTPStatus.OK, body, "application/json")
+            return response(http.HTTPStatus.OK, body, "application/json")
         if path == "/metrics" and metrics is not None:
-            return _response(http.HTTPStatus.OK, metrics(), METRICS_CONTENT_TYPE)
+            return response(http.HTTPStatus.OK, metrics(), METRICS_CONTENT_TYPE)
         if playground is not None and (answer := playground(path)) is not None:
             return answer
-        return _response(http.HTTPStatus.NOT_FOUND, b"Not Found\n", "text/plain; charset=utf-8")
+        return response(http.HTTPStatus.NOT_FOUND, b"Not Found\n", "text/plain; charset=utf-8")
 
     return process_request

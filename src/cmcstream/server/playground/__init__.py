@@ -14,10 +14,10 @@ from importlib import resources
 from importlib.abc import Traversable
 
 import msgspec
-from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from cmcstream.protocol.channels import CHANNELS, ChannelSpec
+from cmcstream.server.http import response
 
 __all__ = ["PREFIX", "Playground"]
 
@@ -34,17 +34,8 @@ _TYPES = {
 _TEXT = "text/plain; charset=utf-8"
 
 
-def _response(status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
-    headers = Headers(
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            # A new release ships new files under the same names.
-            ("Cache-Control", "no-cache"),
-            ("Connection", "close"),
-        ]
-    )
-    return Response(status.value, status.phrase, headers, body)
+# A new release ships new files under the same names.
+_NO_CACHE = ("Cache-Control", "no-cache")
 
 
 def _channel(spec: ChannelSpec) -> dict[str, object]:
@@ -101,13 +92,15 @@ class Playground:
         # Only names of shipped files are looked up: no path is ever joined from the request.
         entry = self._static.get(name)
         if entry is None:
-            return _response(http.HTTPStatus.NOT_FOUND, b"Not Found\n", _TEXT)
+            return response(http.HTTPStatus.NOT_FOUND, b"Not Found\n", _TEXT, _NO_CACHE)
         suffix = name[name.rfind(".") :] if "." in name else ""
-        response = _response(http.HTTPStatus.OK, entry.read_bytes(), _TYPES.get(suffix, _TEXT))
-        self._responses[name] = response
-        return response
+        answer = response(
+            http.HTTPStatus.OK, entry.read_bytes(), _TYPES.get(suffix, _TEXT), _NO_CACHE
+        )
+        self._responses[name] = answer
+        return answer
 
     async def _choices_response(self) -> Response:
         world = await self._choices() if self._choices is not None else None
         body = msgspec.json.encode({"channels": self._channels, "choices": world})
-        return _response(http.HTTPStatus.OK, body, "application/json")
+        return response(http.HTTPStatus.OK, body, "application/json", _NO_CACHE)
