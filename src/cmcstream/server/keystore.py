@@ -193,14 +193,7 @@ class KeyStore:
                 db.execute(
                     "INSERT INTO keys (key, name, plan, status, credits, created_ms) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        record.key,
-                        record.name,
-                        record.plan,
-                        record.status.value,
-                        record.credits,
-                        record.created_ms,
-                    ),
+                    record.row,
                 )
         except sqlite3.IntegrityError:
             raise ValueError("that key already exists") from None

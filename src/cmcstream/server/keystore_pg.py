@@ -234,17 +234,9 @@ class PostgresKeyStore:
         record = new_record(
             plan=plan, status=status, credits=credits, name=name, key=key, now_ms=now_ms
         )
-        values = (
-            record.key,
-            record.name,
-            record.plan,
-            record.status.value,
-            record.credits,
-            record.created_ms,
-        )
         try:
             with self._pool.connection() as conn:
-                conn.execute(self._sql.insert_key, values)
+                conn.execute(self._sql.insert_key, record.row)
         except psycopg.errors.UniqueViolation:
             raise ValueError("that key already exists") from None
         return record

@@ -84,6 +84,11 @@ class KeyRecord:
         """The month's allowance in milli-credits."""
         return to_milli(self.monthly_credits)
 
+    @property
+    def row(self) -> tuple[str, str, str, str, float | None, int]:
+        """The columns of its row in a store: key, name, plan, status, credits, created_ms."""
+        return (self.key, self.name, self.plan, self.status.value, self.credits, self.created_ms)
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
