@@ -24,20 +24,28 @@ SCENARIOS = ("fanout", "latency", "onchain", "storm", "slow")
 PUSHING = ("fanout", "latency", "onchain", "slow")
 
 
+def run_quick(
+    script: Path, out: Path, *args: str, timeout: float, saves: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run a benchmark with ``--out-dir out``: it succeeds and saves one result, ``saves``."""
+    done = subprocess.run(
+        [sys.executable, str(script), *args, "--out-dir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    files = list(out.glob(saves))
+    assert len(files) == 1, files
+    return done, json.loads(files[0].read_text())
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
     out = tmp_path_factory.mktemp("bench")
-    done = subprocess.run(
-        [sys.executable, str(RUN), "--quick", "--out-dir", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    files = list(out.glob("run-*.json"))
-    assert len(files) == 1, files
-    result: dict[str, Any] = json.loads(files[0].read_text())
+    done, result = run_quick(RUN, out, "--quick", timeout=240, saves="run-*.json")
     return result, done.stdout
 
 
@@ -127,36 +135,14 @@ FLOOD = ROOT / "benchmarks" / "request_flood.py"
 def test_request_flood_quick_compares_two_servers(tmp_path: Path) -> None:
     """Both subjects ran both phases, the flood was answered, the bystander measured, the
     target was judged, and no child process outlived the harness."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(FLOOD),
-            "--quick",
-            "--server-src",
-            str(ROOT / "src"),
-            "--window",
-            "2",
-            "--nesting-every",
-            "5",
-            "--baseline",
-            "0.5",
-            "--seconds",
-            "1",
-            "--grace",
-            "3",
-            "--out-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
+    done, result = run_quick(
+        FLOOD,
+        tmp_path,
+        *("--quick", "--server-src", str(ROOT / "src"), "--window", "2"),
+        *("--nesting-every", "5", "--baseline", "0.5", "--seconds", "1", "--grace", "3"),
         timeout=90,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
+        saves="request-flood-*.json",
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    files = list(tmp_path.glob("request-flood-*.json"))
-    assert len(files) == 1, files
-    result: dict[str, Any] = json.loads(files[0].read_text())
     assert result["mode"] == "quick"
     assert [s["name"] for s in result["subjects"]] == ["current", f"src {ROOT / 'src'}"]
     for subject in result["subjects"]:
@@ -195,18 +181,7 @@ RELAY = ROOT / "benchmarks" / "relay_credits.py"
 def test_relay_credits_quick_compares_upstream_with_local(tmp_path: Path) -> None:
     """Every client ran, the upstream held one subscription per topic, both billing models
     were reckoned alike by the relay and the upstream, and the relay saved credits."""
-    done = subprocess.run(
-        [sys.executable, str(RELAY), "--quick", "--out-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    files = list(tmp_path.glob("relay-credits-*.json"))
-    assert len(files) == 1, files
-    result: dict[str, Any] = json.loads(files[0].read_text())
+    done, result = run_quick(RELAY, tmp_path, "--quick", timeout=90, saves="relay-credits-*.json")
     assert result["mode"] == "quick"
     assert [run["model"] for run in result["runs"]] == ["per_subscription", "per_message"]
     for run in result["runs"]:
@@ -240,21 +215,14 @@ def test_the_fanout_suite_can_start_cmcstream_without_metrics(tmp_path: Path) ->
 
 
 def test_metrics_overhead_quick(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            *(sys.executable, str(ROOT / "benchmarks" / "metrics_overhead.py"), "--quick"),
-            *("--out-dir", str(tmp_path)),
-        ],
-        capture_output=True,
-        text=True,
+    done, result = run_quick(
+        ROOT / "benchmarks" / "metrics_overhead.py",
+        tmp_path,
+        "--quick",
         timeout=60,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
+        saves="metrics-overhead-*.json",
     )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "metrics overhead:" in done.stdout
-    (file,) = tmp_path.glob("metrics-overhead-*.json")
-    result = json.loads(file.read_text())
     assert len(result["ns_per_push"]["on"]) == len(result["ns_per_push"]["off"]) == 2
     assert all(ns > 0 for ns in result["ns_per_push"]["on"] + result["ns_per_push"]["off"])
 
@@ -266,17 +234,9 @@ EXCHANGE_INGEST = ROOT / "benchmarks" / "exchange_ingest.py"
 
 def test_exchange_ingest_quick_counts_every_trade(tmp_path: Path) -> None:
     """Every replayed trade went through ccxt into the venue book, and both rates came out."""
-    done = subprocess.run(
-        [sys.executable, str(EXCHANGE_INGEST), "--quick", "--out-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
+    done, result = run_quick(
+        EXCHANGE_INGEST, tmp_path, "--quick", timeout=120, saves="exchange-ingest-*.json"
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    [path] = tmp_path.glob("exchange-ingest-*.json")
-    result: dict[str, Any] = json.loads(path.read_text())
     assert result["mode"] == "quick"
     e2e, alone = result["end_to_end"], result["book_and_engine"]
     assert e2e["trades"] >= 3_000  # the flush frames add a few
